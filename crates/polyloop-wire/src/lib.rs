@@ -1,1 +1,58 @@
-//! placeholder
+//! polyloop's IPC wire protocol, sans-IO: bytes in, messages out.
+//!
+//! This crate contains no networking code, no processes and no async runtime. It defines the
+//! messages that cross the boundary between a polyloop pool (the parent) and its workers (the
+//! children), how they are framed, the handshake that checks both sides agree, and the limits
+//! every decoder enforces. `polyloop-pool` and `polyloop-child` are thin IO drivers around it.
+//!
+//! # Brief overview
+//! * A frame is a little-endian `u32` payload length followed by a [postcard] payload that must be
+//!   consumed exactly. [`split_frame`] finds frames in a byte buffer; [`decode_to_child`] and
+//!   [`decode_to_parent`] parse a payload; [`encode_frame`] writes one.
+//! * The parent speaks first with [`ToChild::Welcome`]; the child answers with
+//!   [`ToParent::Hello`] (its protocol version, pid and task registry). After that the parent sends
+//!   [`ToChild::Tasks`] batches and the child answers with [`ToParent::Results`] batches, which
+//!   [`TaskBatch`] and [`ResultBatch`] build without an allocation per item.
+//! * [`Task`] is the schema of one task: its stable name, its serde input and output types and a
+//!   [fingerprint](Task::fingerprint) of them, so a worker binary built from other code is refused.
+//!
+//! The byte-level layout is documented in `docs/PROTOCOL.md`.
+//!
+//! # Example
+//! ```
+//! use polyloop_wire::{decode_to_child, split_frame, Limits, TaskBatch, ToChild};
+//!
+//! let mut batch = TaskBatch::default();
+//! batch.push(7, 0, &postcard::to_allocvec(&21u64).unwrap());
+//! let mut bytes = Vec::new();
+//! batch.finish_into(&mut bytes, &Limits::default()).unwrap();
+//!
+//! let (payload, used) = split_frame(&bytes, &Limits::default()).unwrap().unwrap();
+//! assert_eq!(used, bytes.len());
+//! let ToChild::Tasks(tasks) = decode_to_child(payload, &Limits::default()).unwrap() else {
+//!     unreachable!()
+//! };
+//! assert_eq!((tasks[0].slot, tasks[0].task), (7, 0));
+//! ```
+
+mod batch;
+mod error;
+mod frame;
+mod message;
+mod task;
+mod varint;
+
+pub use batch::{ResultBatch, TaskBatch};
+pub use error::WireError;
+pub use frame::{
+    FRAME_HEADER_LEN, Limits, decode_to_child, decode_to_parent, encode_frame,
+    peek_protocol_version, split_frame,
+};
+pub use message::{
+    Hello, InitTask, Outcome, PROTOCOL_VERSION, RemoteError, ResultFrame, RuntimeFlavor, TaskFrame,
+    TaskInfo, ToChild, ToParent, Welcome, WorkerConfig,
+};
+pub use task::{Task, schema_fingerprint};
+
+#[cfg(test)]
+mod tests;

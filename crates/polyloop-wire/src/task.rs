@@ -1,0 +1,76 @@
+//! The schema of a task: its name, its serde types, and the fingerprint that pins them.
+
+use std::future::Future;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::RemoteError;
+
+/// A task that can run in a worker process.
+///
+/// `#[polyloop::task]` implements this for you on a unit struct named like the function. The pool
+/// uses only the name and the types; the worker calls [`Task::run`].
+///
+/// ```
+/// use polyloop_wire::{RemoteError, Task};
+///
+/// #[derive(Clone, Copy)]
+/// struct Double;
+///
+/// impl Task for Double {
+///     type Input = u64;
+///     type Output = u64;
+///     const NAME: &'static str = "example::double";
+///     async fn run(x: u64) -> Result<u64, RemoteError> {
+///         Ok(x * 2)
+///     }
+/// }
+/// assert_ne!(Double::fingerprint(), 0);
+/// ```
+pub trait Task: Copy + Send + Sync + 'static {
+    /// What the task takes; several arguments travel as a tuple.
+    type Input: Serialize + DeserializeOwned + Send + 'static;
+    /// What the task returns on success.
+    type Output: Serialize + DeserializeOwned + Send + 'static;
+    /// The name the task is registered under; unique within a program.
+    const NAME: &'static str;
+
+    /// A fingerprint of the input and output types, compared in the handshake so that a worker
+    /// built from different code is refused instead of misreading bytes.
+    fn fingerprint() -> u64 {
+        schema_fingerprint::<Self::Input, Self::Output>()
+    }
+
+    /// Runs the task on its decoded input.
+    fn run(input: Self::Input) -> impl Future<Output = Result<Self::Output, RemoteError>> + Send;
+}
+
+/// The FNV-1a hash of the input and output type names.
+///
+/// Type names are what a build can see of a schema without a schema derive: a renamed or
+/// retyped field in the same type is not caught, a changed argument or return type is.
+pub fn schema_fingerprint<I, O>() -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let names = [std::any::type_name::<I>(), "->", std::any::type_name::<O>()];
+    for byte in names.iter().flat_map(|name| name.bytes().chain([0xff])) {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprint_tells_types_apart() {
+        assert_eq!(schema_fingerprint::<u64, u64>(), schema_fingerprint::<u64, u64>());
+        assert_ne!(schema_fingerprint::<u64, u64>(), schema_fingerprint::<u64, u32>());
+        assert_ne!(
+            schema_fingerprint::<(u64, u64), u64>(),
+            schema_fingerprint::<u64, (u64, u64)>()
+        );
+    }
+}

@@ -1,0 +1,224 @@
+//! Unit tests of the codec: round trips, and peer bytes that must fail cleanly, never panic.
+
+use crate::*;
+
+fn welcome() -> ToChild<'static> {
+    ToChild::Welcome(Welcome {
+        protocol_version: PROTOCOL_VERSION,
+        config: WorkerConfig {
+            worker_idx: 3,
+            child_concurrency: 16,
+            runtime: RuntimeFlavor::CurrentThread,
+            task_timeout_ms: Some(1500),
+            max_frame_len: 1 << 20,
+            max_batch_len: 512,
+        },
+        initializer: Some(InitTask { name: "x::init".into(), fingerprint: 9, input: vec![1, 2] }),
+    })
+}
+
+fn hello() -> ToParent<'static> {
+    ToParent::Hello(Hello {
+        protocol_version: PROTOCOL_VERSION,
+        pid: 4242,
+        tasks: vec![TaskInfo { name: "x::double".into(), fingerprint: 77 }],
+        init_error: None,
+    })
+}
+
+fn outcomes() -> Vec<Outcome<'static>> {
+    vec![
+        Outcome::Ok(b"\x2a"),
+        Outcome::Failed(RemoteError { message: "no".into(), chain: vec!["deeper".into()] }),
+        Outcome::Panicked("boom".into()),
+        Outcome::TimedOut,
+        Outcome::Cancelled,
+        Outcome::Serialization("bad input".into()),
+        Outcome::UnknownTask(5),
+    ]
+}
+
+/// Every kind of frame either side sends, encoded.
+fn valid_frames() -> Vec<Vec<u8>> {
+    let limits = Limits::default();
+    let mut frames = Vec::new();
+    for msg in [welcome(), ToChild::Cancel(vec![1, 2, 300]), ToChild::Shutdown] {
+        let mut out = Vec::new();
+        encode_frame(&msg, &mut out, &limits).unwrap();
+        frames.push(out);
+    }
+    let mut out = Vec::new();
+    encode_frame(&hello(), &mut out, &limits).unwrap();
+    frames.push(out);
+    let mut tasks = TaskBatch::default();
+    for slot in 0..5 {
+        tasks.push(slot, slot % 2, &[slot as u8; 3]);
+    }
+    let mut out = Vec::new();
+    tasks.finish_into(&mut out, &limits).unwrap();
+    frames.push(out);
+    let mut results = ResultBatch::default();
+    for (slot, outcome) in outcomes().iter().enumerate() {
+        results.push(slot as u32, outcome);
+    }
+    let mut out = Vec::new();
+    results.finish_into(&mut out, &limits).unwrap();
+    frames.push(out);
+    frames
+}
+
+/// Decodes `bytes` as a stream of frames in both directions; must never panic.
+pub(crate) fn decode_all(bytes: &[u8], limits: &Limits) {
+    let mut rest = bytes;
+    while let Ok(Some((payload, used))) = split_frame(rest, limits) {
+        let _ = decode_to_child(payload, limits);
+        let _ = decode_to_parent(payload, limits);
+        rest = &rest[used..];
+    }
+}
+
+#[test]
+fn handshake_round_trips() {
+    let limits = Limits::default();
+    let mut out = Vec::new();
+    encode_frame(&welcome(), &mut out, &limits).unwrap();
+    let (payload, used) = split_frame(&out, &limits).unwrap().unwrap();
+    assert_eq!(used, out.len());
+    assert_eq!(decode_to_child(payload, &limits).unwrap(), welcome());
+    assert_eq!(peek_protocol_version(payload).unwrap(), PROTOCOL_VERSION);
+
+    let mut out = Vec::new();
+    encode_frame(&hello(), &mut out, &limits).unwrap();
+    let (payload, _) = split_frame(&out, &limits).unwrap().unwrap();
+    assert_eq!(decode_to_parent(payload, &limits).unwrap(), hello());
+}
+
+#[test]
+fn batches_encode_like_postcard() {
+    let limits = Limits::default();
+    let inputs: Vec<Vec<u8>> =
+        (0..300u32).map(|i| postcard::to_allocvec(&(i, "x")).unwrap()).collect();
+    let mut batch = TaskBatch::default();
+    let mut expected = Vec::new();
+    for (i, input) in inputs.iter().enumerate() {
+        batch.push(i as u32 * 1000, i as u32, input);
+        expected.push(TaskFrame { slot: i as u32 * 1000, task: i as u32, input });
+    }
+    assert_eq!(batch.len(), 300);
+    let mut ours = Vec::new();
+    batch.finish_into(&mut ours, &limits).unwrap();
+    assert!(batch.is_empty());
+    let mut theirs = Vec::new();
+    encode_frame(&ToChild::Tasks(expected.clone()), &mut theirs, &limits).unwrap();
+    assert_eq!(ours, theirs);
+    let (payload, _) = split_frame(&ours, &limits).unwrap().unwrap();
+    assert_eq!(decode_to_child(payload, &limits).unwrap(), ToChild::Tasks(expected));
+
+    let mut results = ResultBatch::default();
+    let expected: Vec<ResultFrame<'_>> = outcomes()
+        .into_iter()
+        .enumerate()
+        .map(|(slot, outcome)| ResultFrame { slot: slot as u32, outcome })
+        .collect();
+    for frame in &expected {
+        results.push(frame.slot, &frame.outcome);
+    }
+    let mut ours = Vec::new();
+    results.finish_into(&mut ours, &limits).unwrap();
+    let mut theirs = Vec::new();
+    encode_frame(&ToParent::Results(expected.clone()), &mut theirs, &limits).unwrap();
+    assert_eq!(ours, theirs);
+    let (payload, _) = split_frame(&ours, &limits).unwrap().unwrap();
+    assert_eq!(decode_to_parent(payload, &limits).unwrap(), ToParent::Results(expected));
+}
+
+#[test]
+fn every_truncation_needs_more_bytes_or_fails_cleanly() {
+    let limits = Limits::default();
+    for frame in valid_frames() {
+        for cut in 0..frame.len() {
+            assert_eq!(split_frame(&frame[..cut], &limits), Ok(None), "cut at {cut}");
+            // The same bytes presented as a complete (shorter) frame must fail, not panic.
+            let mut lying = ((cut.saturating_sub(FRAME_HEADER_LEN)) as u32).to_le_bytes().to_vec();
+            lying.extend_from_slice(&frame[FRAME_HEADER_LEN.min(cut)..cut]);
+            decode_all(&lying, &limits);
+        }
+    }
+}
+
+#[test]
+fn trailing_bytes_are_an_error() {
+    let limits = Limits::default();
+    let mut payload = postcard::to_allocvec(&ToChild::Shutdown).unwrap();
+    payload.push(0);
+    assert_eq!(decode_to_child(&payload, &limits), Err(WireError::TrailingBytes(1)));
+}
+
+#[test]
+fn version_mismatch_is_named() {
+    let limits = Limits::default();
+    let mut payload = postcard::to_allocvec(&hello()).unwrap();
+    payload[1] = (PROTOCOL_VERSION + 1) as u8;
+    assert_eq!(
+        decode_to_parent(&payload, &limits),
+        Err(WireError::VersionMismatch { ours: PROTOCOL_VERSION, theirs: PROTOCOL_VERSION + 1 })
+    );
+    // A future Hello with more fields still reports the version, not a decode error.
+    payload.extend_from_slice(b"new fields");
+    assert!(matches!(decode_to_parent(&payload, &limits), Err(WireError::VersionMismatch { .. })));
+}
+
+#[test]
+fn limits_are_enforced() {
+    let limits = Limits { max_frame_len: 64, max_batch_len: 2 };
+    let header = 65u32.to_le_bytes();
+    assert!(matches!(split_frame(&header, &limits), Err(WireError::FrameTooLarge { len: 65, .. })));
+    let mut batch = TaskBatch::default();
+    for slot in 0..3 {
+        batch.push(slot, 0, &[]);
+    }
+    let mut out = Vec::new();
+    batch.finish_into(&mut out, &limits).unwrap();
+    let (payload, _) = split_frame(&out, &limits).unwrap().unwrap();
+    assert!(matches!(
+        decode_to_child(payload, &limits),
+        Err(WireError::BatchTooLong { len: 3, .. })
+    ));
+    let mut big = TaskBatch::default();
+    big.push(0, 0, &[0; 100]);
+    let mut out = vec![9];
+    assert!(matches!(big.finish_into(&mut out, &limits), Err(WireError::FrameTooLarge { .. })));
+    assert_eq!(out, [9], "a failed encode leaves the buffer as it was");
+}
+
+#[test]
+fn garbage_never_panics() {
+    // A fixed xorshift stream, so a failure reproduces; proptest covers more in tests/.
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let limits = Limits::default();
+    for _ in 0..20_000 {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let len = (state % 64) as usize;
+        let mut bytes = (len as u32).to_le_bytes().to_vec();
+        let mut s = state;
+        for _ in 0..len {
+            s = s.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            bytes.push((s >> 56) as u8);
+        }
+        decode_all(&bytes, &limits);
+    }
+}
+
+#[test]
+fn bit_flips_never_panic() {
+    let limits = Limits::default();
+    for frame in valid_frames() {
+        for bit in 0..frame.len() * 8 {
+            let mut flipped = frame.clone();
+            flipped[bit / 8] ^= 1 << (bit % 8);
+            decode_all(&flipped, &limits);
+        }
+    }
+}
