@@ -36,6 +36,8 @@
 //! ```
 
 mod batch;
+mod bootstrap;
+mod buffer;
 mod error;
 mod frame;
 mod message;
@@ -43,6 +45,8 @@ mod task;
 mod varint;
 
 pub use batch::{ResultBatch, TaskBatch};
+pub use bootstrap::{ENV_PARENT_PID, ENV_WORKER_FD};
+pub use buffer::FrameBuffer;
 pub use error::WireError;
 pub use frame::{
     FRAME_HEADER_LEN, Limits, decode_to_child, decode_to_parent, encode_frame,
