@@ -1,2 +1,45 @@
-//! placeholder
-fn main() {}
+//! polyloop's project automation, run as `cargo xtask <command>` (see `.cargo/config.toml`).
+//!
+//! Avoid adding dependencies to this crate: it is anyhow and std only, and it never depends on a
+//! product crate, so it builds in seconds and keeps working while the library does not compile.
+//! Work that needs the library (the benchmark suite) runs as a separate `cargo run`.
+
+mod bench;
+mod json;
+
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+usage: cargo xtask <command>
+
+commands:
+  bench [--quick] [--compare-python]
+      run the end-to-end benchmark suite in release mode and print one table; writes
+      target/bench/results.json, target/bench/results.md and target/bench/sweep.svg
+      --quick           short run that proves the harness works (CI); not for judging speed
+      --compare-python  also run the same workloads on Python's aiomultiprocess, if installed";
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("xtask: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<ExitCode> {
+    let mut args = std::env::args().skip(1);
+    let command = args.next();
+    let rest: Vec<String> = args.collect();
+    match command.as_deref() {
+        Some("bench") => bench::run(bench::Config::from_args(&rest)?),
+        Some("help" | "-h" | "--help") => {
+            println!("{USAGE}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(other) => anyhow::bail!("unknown command `{other}`\n\n{USAGE}"),
+        None => anyhow::bail!("no command given\n\n{USAGE}"),
+    }
+}

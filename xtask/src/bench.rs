@@ -1,0 +1,211 @@
+//! `cargo xtask bench`: runs the end-to-end suite, optionally aiomultiprocess, and reports.
+//!
+//! The suite itself is the `suite` binary of `polyloop-benches` (it needs the library, which xtask
+//! must not link). It prints progress to stderr and writes its figures as JSON; so does
+//! `benches/python/aiomp_suite.py`. This module merges both into one table against the targets of
+//! the design brief, printed to stdout and written to `target/bench/results.{json,md}`, and draws
+//! the concurrency sweep as `target/bench/sweep.svg`.
+
+mod plot;
+mod table;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::Instant;
+
+use anyhow::Context as _;
+
+use crate::json::Json;
+
+/// What `cargo xtask bench` was asked to do.
+#[derive(Debug, Default)]
+pub(crate) struct Config {
+    /// Reduced sizes: proves the harness works, not how fast polyloop is.
+    pub(crate) quick: bool,
+    /// Also run the workloads on aiomultiprocess when `python3` can import it.
+    pub(crate) compare_python: bool,
+}
+
+impl Config {
+    pub(crate) fn from_args(args: &[String]) -> anyhow::Result<Config> {
+        let mut config = Config::default();
+        for arg in args {
+            match arg.as_str() {
+                "--quick" => config.quick = true,
+                "--compare-python" => config.compare_python = true,
+                other => anyhow::bail!(
+                    "unknown argument `{other}` to `bench` (expected --quick, --compare-python)"
+                ),
+            }
+        }
+        Ok(config)
+    }
+}
+
+/// The harness's inputs and outputs on disk.
+#[derive(Debug)]
+struct Paths {
+    workspace: PathBuf,
+    /// `<target>/bench`, created on start.
+    out_dir: PathBuf,
+}
+
+impl Paths {
+    fn discover(cargo: &str) -> anyhow::Result<Paths> {
+        // xtask lives one level below the workspace root.
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .context("xtask has no parent directory")?
+            .to_path_buf();
+        let target = match std::env::var_os("CARGO_TARGET_DIR") {
+            Some(dir) => workspace.join(dir),
+            None => target_dir_from_metadata(cargo, &workspace)
+                .unwrap_or_else(|_| workspace.join("target")),
+        };
+        let out_dir = target.join("bench");
+        std::fs::create_dir_all(&out_dir)
+            .with_context(|| format!("cannot create {}", out_dir.display()))?;
+        Ok(Paths { workspace, out_dir })
+    }
+}
+
+fn target_dir_from_metadata(cargo: &str, workspace: &Path) -> anyhow::Result<PathBuf> {
+    let output = Command::new(cargo)
+        .args(["metadata", "--format-version", "1", "--no-deps", "--offline"])
+        .current_dir(workspace)
+        .stderr(Stdio::null())
+        .output()?;
+    anyhow::ensure!(output.status.success(), "cargo metadata failed");
+    let doc = Json::parse(std::str::from_utf8(&output.stdout)?)?;
+    let dir = doc.get("target_directory").and_then(Json::as_str).context("no target_directory")?;
+    Ok(PathBuf::from(dir))
+}
+
+pub(crate) fn run(config: Config) -> anyhow::Result<ExitCode> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let paths = Paths::discover(&cargo)?;
+    let started = Instant::now();
+
+    let suite_json = paths.out_dir.join("suite.json");
+    // A stale file must never pass for this run's figures.
+    let _ = std::fs::remove_file(&suite_json);
+    eprintln!("xtask: building and running the polyloop suite (release){}", quick_note(&config));
+    let mut suite = Command::new(&cargo);
+    suite.args(["run", "--release", "--quiet", "-p", "polyloop-benches", "--bin", "suite", "--"]);
+    if config.quick {
+        suite.arg("--quick");
+    }
+    suite.arg("--json").arg(&suite_json).current_dir(&paths.workspace);
+    let status = suite.status().context("cannot run cargo")?;
+    let suite_doc = read_json(&suite_json).with_context(|| {
+        format!("the suite ({status}) wrote no usable report to {}", suite_json.display())
+    })?;
+    if !status.success() {
+        eprintln!("xtask: the suite exited with {status}; reporting what it measured");
+    }
+
+    let python_doc = if config.compare_python { run_python(&config, &paths)? } else { None };
+
+    let report = table::Report::new(&config, &suite_doc, python_doc.as_ref(), machine_info());
+    let markdown = report.markdown();
+    println!("{}", report.terminal_table());
+
+    let svg = plot::sweep_svg(&suite_doc);
+    let outputs =
+        [("results.json", report.json().pretty()), ("results.md", markdown), ("sweep.svg", svg)];
+    for (name, contents) in &outputs {
+        let path = paths.out_dir.join(name);
+        std::fs::write(&path, contents)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    eprintln!(
+        "xtask: wrote {} (results.json, results.md, sweep.svg) in {:.0} s",
+        paths.out_dir.display(),
+        started.elapsed().as_secs_f64()
+    );
+
+    let failures = report.failed_workloads();
+    if failures.is_empty() && status.success() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("xtask: {} workload(s) failed: {}", failures.len(), failures.join(", "));
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+fn quick_note(config: &Config) -> &'static str {
+    if config.quick { ", quick mode: sizes reduced, figures not for judging speed" } else { "" }
+}
+
+fn read_json(path: &Path) -> anyhow::Result<Json> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Json::parse(&text).with_context(|| format!("{} is not valid JSON", path.display()))
+}
+
+/// Runs the aiomultiprocess script, or explains how to install it and returns `None`.
+fn run_python(config: &Config, paths: &Paths) -> anyhow::Result<Option<Json>> {
+    let importable = Command::new("python3")
+        .args(["-c", "import aiomultiprocess"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !importable {
+        eprintln!(
+            "xtask: --compare-python: `python3 -c \"import aiomultiprocess\"` failed; \
+             install it with `pip install aiomultiprocess` to add its column"
+        );
+        return Ok(None);
+    }
+    let out = paths.out_dir.join("aiomultiprocess.json");
+    let _ = std::fs::remove_file(&out);
+    eprintln!("xtask: running the same workloads on aiomultiprocess");
+    let mut script = Command::new("python3");
+    script.arg(paths.workspace.join("benches/python/aiomp_suite.py"));
+    if config.quick {
+        script.arg("--quick");
+    }
+    let status = script.arg("--json").arg(&out).status().context("cannot run python3")?;
+    match read_json(&out) {
+        Ok(doc) => Ok(Some(doc)),
+        Err(err) => {
+            eprintln!("xtask: aiomultiprocess run ({status}) produced no report: {err:#}");
+            Ok(None)
+        }
+    }
+}
+
+/// A few facts about the machine, for the report's header.
+fn machine_info() -> Json {
+    let cpus = std::thread::available_parallelism().map_or(0, usize::from);
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map_or_else(|_| std::env::consts::OS.to_owned(), |s| s.trim().to_owned());
+    let cpu_model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, model)| model.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown".to_owned());
+    let commit = Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .stderr(Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    let unix_time = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs() as f64);
+    Json::obj([
+        ("cpus", Json::num(cpus as f64)),
+        ("cpu_model", Json::str(cpu_model)),
+        ("kernel", Json::str(kernel)),
+        ("commit", Json::str(commit)),
+        ("unix_time", Json::num(unix_time)),
+    ])
+}
