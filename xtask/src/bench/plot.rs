@@ -25,20 +25,22 @@ struct Point {
 
 pub(crate) fn sweep_svg(suite: &Json) -> String {
     let sweep = suite.get("sweep").unwrap_or(&Json::Null);
-    let mut series: Vec<(f64, Vec<Point>)> = Vec::new();
+    let mut series: Vec<(String, Vec<Point>)> = Vec::new();
     for point in sweep.get("points").map_or(&[][..], Json::as_array) {
         let num = |k: &str| point.get(k).and_then(Json::as_f64);
-        let (Some(processes), Some(x), Some(y)) =
-            (num("processes"), num("child_concurrency"), num("tasks_per_s"))
-        else {
+        let (Some(x), Some(y)) = (num("child_concurrency"), num("tasks_per_s")) else {
             continue;
         };
         if x <= 0.0 || !y.is_finite() {
             continue;
         }
-        match series.iter_mut().find(|(p, _)| *p == processes) {
+        let label = match point.get("series").and_then(Json::as_str) {
+            Some(label) => label.to_owned(),
+            None => format!("{} processes", num("processes").unwrap_or(0.0)),
+        };
+        match series.iter_mut().find(|(l, _)| *l == label) {
             Some((_, points)) => points.push(Point { x, y }),
-            None => series.push((processes, vec![Point { x, y }])),
+            None => series.push((label, vec![Point { x, y }])),
         }
     }
     for (_, points) in &mut series {
@@ -49,7 +51,7 @@ pub(crate) fn sweep_svg(suite: &Json) -> String {
     render(&series, reference, n)
 }
 
-fn render(series: &[(f64, Vec<Point>)], reference: Option<f64>, n: f64) -> String {
+fn render(series: &[(String, Vec<Point>)], reference: Option<f64>, n: f64) -> String {
     let all = || series.iter().flat_map(|(_, points)| points.iter());
     let x_min = all().map(|p| p.x).fold(f64::INFINITY, f64::min);
     let x_max = all().map(|p| p.x).fold(0.0, f64::max);
@@ -124,7 +126,7 @@ fn render(series: &[(f64, Vec<Point>)], reference: Option<f64>, n: f64) -> Strin
     // Series, with a legend entry each.
     let legend_x = LEFT + plot_w + 16.0;
     let mut legend_y = TOP + 10.0;
-    for (i, (processes, points)) in series.iter().enumerate() {
+    for (i, (label, points)) in series.iter().enumerate() {
         let color = COLORS[i % COLORS.len()];
         let coords: Vec<String> =
             points.iter().map(|p| format!("{:.1},{:.1}", sx(p.x), sy(p.y))).collect();
@@ -136,20 +138,21 @@ fn render(series: &[(f64, Vec<Point>)], reference: Option<f64>, n: f64) -> Strin
         for p in points {
             let _ = writeln!(
                 svg,
-                r#"<circle cx="{:.1}" cy="{:.1}" r="3.5" fill="{color}"><title>{} processes, concurrency {}: {}</title></circle>"#,
+                r#"<circle cx="{:.1}" cy="{:.1}" r="3.5" fill="{color}"><title>{}, concurrency {}: {}</title></circle>"#,
                 sx(p.x),
                 sy(p.y),
-                processes,
+                escape(label),
                 p.x,
                 fmt_rate(p.y)
             );
         }
         let _ = writeln!(
             svg,
-            r#"<line x1="{legend_x}" y1="{legend_y}" x2="{}" y2="{legend_y}" stroke="{color}" stroke-width="2"/><text x="{}" y="{}">{processes} processes</text>"#,
+            r#"<line x1="{legend_x}" y1="{legend_y}" x2="{}" y2="{legend_y}" stroke="{color}" stroke-width="2"/><text x="{}" y="{}">{}</text>"#,
             legend_x + 24.0,
             legend_x + 30.0,
-            legend_y + 4.0
+            legend_y + 4.0,
+            escape(label)
         );
         legend_y += 20.0;
     }
@@ -212,6 +215,10 @@ fn fmt_count(v: f64) -> String {
     }
 }
 
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
 fn trim(v: f64) -> String {
     let s = format!("{v:.1}");
     s.strip_suffix(".0").map_or(s.clone(), str::to_owned)
@@ -232,8 +239,8 @@ mod tests {
     fn draws_each_series_and_survives_an_empty_sweep() {
         let suite = Json::parse(
             r#"{"sweep": {"n": 100000, "reference_tasks_per_s": 9e6, "points": [
-                {"processes": 2, "child_concurrency": 16, "tasks_per_s": 4e6},
-                {"processes": 2, "child_concurrency": 1, "tasks_per_s": 1e5},
+                {"series": "2 processes", "child_concurrency": 16, "tasks_per_s": 4e6},
+                {"series": "2 processes", "child_concurrency": 1, "tasks_per_s": 1e5},
                 {"processes": 1, "child_concurrency": 16, "tasks_per_s": 2e6}]}}"#,
         )
         .unwrap();

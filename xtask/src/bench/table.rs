@@ -431,13 +431,13 @@ impl<'a> Report<'a> {
         let sweep = self.suite.get("sweep");
         let n = sweep.and_then(|s| s.get("n")).and_then(Json::as_f64).unwrap_or(0.0);
         let _ = writeln!(md, "No-op map of {n:.0} u64 inputs.\n");
-        md.push_str("| processes | child concurrency | tasks/s |\n| ---: | ---: | ---: |\n");
+        md.push_str("| series | child concurrency | tasks/s |\n| --- | ---: | ---: |\n");
         for point in sweep.and_then(|s| s.get("points")).map_or(&[][..], Json::as_array) {
             let num = |k: &str| point.get(k).and_then(Json::as_f64).unwrap_or(f64::NAN);
             let _ = writeln!(
                 md,
-                "| {:.0} | {:.0} | {} |",
-                num("processes"),
+                "| {} | {:.0} | {} |",
+                point.get("series").and_then(Json::as_str).unwrap_or("?"),
                 num("child_concurrency"),
                 Unit::PerSec.format(num("tasks_per_s"))
             );
