@@ -1,0 +1,473 @@
+//! The parent's side of a crawl: the frontier, deduplication, depth and scope; pages are fetched
+//! by a [`PageSource`] (the process pool, or in-process).
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use url::Url;
+
+use crate::fetch::{ErrorKind, FetchError, Fetcher, Outcome, PageResult};
+
+/// Fetches one page: the process pool in the `crawl` binary, a [`Fetcher`] in-process in tests.
+pub trait PageSource {
+    /// Fetch `url`; failures are [`Outcome::Failed`] results, never a panic.
+    fn fetch(&self, url: String) -> impl Future<Output = PageResult> + Send;
+}
+
+impl PageSource for Fetcher {
+    async fn fetch(&self, url: String) -> PageResult {
+        self.get(&url).await
+    }
+}
+
+/// How far a crawl goes.
+#[derive(Clone, Debug)]
+pub struct CrawlConfig {
+    /// Link hops followed from the listed URLs: 0 fetches only them. Redirects do not count.
+    pub max_depth: u32,
+    /// Which links are followed.
+    pub scope: Scope,
+    /// Pages being fetched at once, across all workers.
+    pub max_in_flight: usize,
+    /// Redirects followed in a row; one more is a [`ErrorKind::TooManyRedirects`] error.
+    pub max_redirects: u32,
+}
+
+impl Default for CrawlConfig {
+    fn default() -> Self {
+        CrawlConfig { max_depth: 2, scope: Scope::SameHost, max_in_flight: 64, max_redirects: 10 }
+    }
+}
+
+/// Which links a crawl follows (every link found is reported either way).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// Only links to the host of the page they are on. A listed URL may redirect to another
+    /// host (as `http://example.com` to `https://www.example.com`); other redirects may not.
+    SameHost,
+    /// Every http(s) link.
+    AllHosts,
+}
+
+impl Scope {
+    /// Whether a link from `page` to `link` is followed.
+    pub fn follows_link(self, page: &Url, link: &Url) -> bool {
+        self == Scope::AllHosts || page.host_str() == link.host_str()
+    }
+
+    /// Whether a redirect from `from`, found at `depth`, to `to` is followed.
+    pub fn follows_redirect(self, depth: u32, from: &Url, to: &Url) -> bool {
+        depth == 0 || self.follows_link(from, to)
+    }
+}
+
+/// What the crawl reports as it goes, in the order it happens.
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// An HTML page was parsed; `links` are all its http(s) links, followed or not.
+    Page {
+        /// The page.
+        url: &'a Url,
+        /// Its links, each once.
+        links: &'a [Url],
+    },
+    /// A URL failed; the crawl goes on.
+    Error {
+        /// The URL (as listed, for a listed URL that does not parse).
+        url: &'a str,
+        /// Why.
+        error: &'a FetchError,
+    },
+    /// Counts after each result.
+    Progress {
+        /// URLs answered (or failed).
+        done: usize,
+        /// URLs discovered and to be fetched, including those done.
+        total: usize,
+    },
+}
+
+/// The totals of a crawl.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Summary {
+    /// URLs requested and answered (or failed), each once.
+    pub fetched: usize,
+    /// HTML pages parsed.
+    pub html_pages: usize,
+    /// Answers that were not HTML.
+    pub not_html: usize,
+    /// Redirects (followed or not).
+    pub redirects: usize,
+    /// HTML pages longer than the body cap, parsed up to it.
+    pub truncated: usize,
+    /// Links reported: each page's links, each once per page.
+    pub links_found: usize,
+    /// Failures by kind.
+    pub errors: BTreeMap<ErrorKind, usize>,
+    /// Wall time of the crawl.
+    pub elapsed: Duration,
+}
+
+impl Summary {
+    /// All failures.
+    pub fn n_errors(&self) -> usize {
+        self.errors.values().sum()
+    }
+
+    /// URLs answered per second.
+    pub fn pages_per_sec(&self) -> f64 {
+        self.fetched as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+/// Crawl from `seeds`, fetching each URL at most once through `source`, and report as it goes to
+/// `observe`. A seed that is not an http(s) URL is an [`ErrorKind::InvalidUrl`] error.
+pub async fn crawl<S: PageSource>(
+    source: &S,
+    seeds: impl IntoIterator<Item = String>,
+    config: &CrawlConfig,
+    mut observe: impl FnMut(Event<'_>),
+) -> Summary {
+    let started = Instant::now();
+    let mut summary = Summary::default();
+    let mut frontier = Frontier::new(config.clone());
+    for seed in seeds {
+        match Url::parse(seed.trim()) {
+            Ok(mut url) if matches!(url.scheme(), "http" | "https") => {
+                url.set_fragment(None);
+                frontier.discover(url, 0, 0);
+            }
+            _ => {
+                let error = FetchError {
+                    kind: ErrorKind::InvalidUrl,
+                    message: "not an http(s) url".into(),
+                };
+                summary.fetched += 1;
+                *summary.errors.entry(error.kind).or_default() += 1;
+                observe(Event::Error { url: &seed, error: &error });
+            }
+        }
+    }
+
+    let mut in_flight = FuturesUnordered::new();
+    loop {
+        while in_flight.len() < config.max_in_flight.max(1) {
+            let Some(url) = frontier.queue.pop_front() else { break };
+            let fetch = source.fetch(url.to_string());
+            in_flight.push(async move { (url, fetch.await) });
+        }
+        let Some((url, result)) = in_flight.next().await else { break };
+        summary.fetched += 1;
+        match result.outcome {
+            Outcome::Html { links, truncated, .. } => {
+                let links: Vec<Url> =
+                    links.iter().filter_map(|link| Url::parse(link).ok()).collect();
+                summary.html_pages += 1;
+                summary.truncated += usize::from(truncated);
+                summary.links_found += links.len();
+                observe(Event::Page { url: &url, links: &links });
+                frontier.finish(&url, State::Page(links));
+            }
+            Outcome::NotHtml { .. } => {
+                summary.not_html += 1;
+                frontier.finish(&url, State::Leaf);
+            }
+            Outcome::Redirect { location, status } => {
+                summary.redirects += 1;
+                let hops = frontier.nodes.get(&url).map_or(0, |node| node.hops);
+                let error = match Url::parse(&location) {
+                    Ok(_) if hops >= config.max_redirects => Some(FetchError {
+                        kind: ErrorKind::TooManyRedirects,
+                        message: format!("{status} to {location} after {hops} redirects in a row"),
+                    }),
+                    Ok(to) => {
+                        frontier.finish(&url, State::Redirect(to));
+                        None
+                    }
+                    Err(e) => Some(FetchError {
+                        kind: ErrorKind::BadRedirect,
+                        message: format!("{status} to {location:?}: {e}"),
+                    }),
+                };
+                if let Some(error) = error {
+                    *summary.errors.entry(error.kind).or_default() += 1;
+                    observe(Event::Error { url: url.as_str(), error: &error });
+                    frontier.finish(&url, State::Leaf);
+                }
+            }
+            Outcome::Failed(error) => {
+                *summary.errors.entry(error.kind).or_default() += 1;
+                observe(Event::Error { url: url.as_str(), error: &error });
+                frontier.finish(&url, State::Leaf);
+            }
+        }
+        observe(Event::Progress { done: summary.fetched, total: frontier.nodes.len() });
+    }
+    summary.elapsed = started.elapsed();
+    summary
+}
+
+/// Every URL seen, with the fewest link hops it is known to be from a seed.
+///
+/// Pages complete out of order, so a URL may first be found by a long path and later by a shorter
+/// one. It is never fetched again, but what it led to is re-examined at the smaller depth (links
+/// of a finished page are kept for that), so a crawl reaches exactly the URLs within
+/// `max_depth` hops of a seed, whatever the timing.
+#[derive(Debug)]
+struct Frontier {
+    config: CrawlConfig,
+    nodes: HashMap<Url, Node>,
+    queue: VecDeque<Url>,
+}
+
+#[derive(Debug)]
+struct Node {
+    depth: u32,
+    /// Redirects in a row that led here.
+    hops: u32,
+    state: State,
+}
+
+#[derive(Debug)]
+enum State {
+    /// Queued or being fetched.
+    Pending,
+    Page(Vec<Url>),
+    Redirect(Url),
+    /// Not HTML, or failed: leads nowhere.
+    Leaf,
+}
+
+impl Frontier {
+    fn new(config: CrawlConfig) -> Self {
+        Frontier { config, nodes: HashMap::new(), queue: VecDeque::new() }
+    }
+
+    /// Records that `url` is `depth` link hops from a seed, queueing it if new and re-expanding
+    /// what it leads to if that is fewer hops than known.
+    fn discover(&mut self, url: Url, depth: u32, hops: u32) {
+        let mut work = Vec::new();
+        self.relax(url, depth, hops, &mut work);
+        self.expand(work);
+    }
+
+    fn finish(&mut self, url: &Url, state: State) {
+        if let Some(node) = self.nodes.get_mut(url) {
+            node.state = state;
+            self.expand(vec![url.clone()]);
+        }
+    }
+
+    fn relax(&mut self, url: Url, depth: u32, hops: u32, work: &mut Vec<Url>) {
+        match self.nodes.get_mut(&url) {
+            None => {
+                self.nodes.insert(url.clone(), Node { depth, hops, state: State::Pending });
+                self.queue.push_back(url);
+            }
+            Some(node) if depth < node.depth => {
+                node.depth = depth;
+                if !matches!(node.state, State::Pending | State::Leaf) {
+                    work.push(url);
+                }
+            }
+            Some(_) => {}
+        }
+    }
+
+    /// Follows the links and redirects of the finished `work` URLs, with a worklist rather than
+    /// recursion as depth improvements can cascade.
+    fn expand(&mut self, mut work: Vec<Url>) {
+        let scope = self.config.scope;
+        while let Some(url) = work.pop() {
+            let Some(node) = self.nodes.get(&url) else { continue };
+            let (depth, hops) = (node.depth, node.hops);
+            let next: Vec<(Url, u32, u32)> = match &node.state {
+                State::Page(links) if depth < self.config.max_depth => links
+                    .iter()
+                    .filter(|link| scope.follows_link(&url, link))
+                    .map(|link| (link.clone(), depth + 1, 0))
+                    .collect(),
+                State::Redirect(to) if scope.follows_redirect(depth, &url, to) => {
+                    vec![(to.clone(), depth, hops + 1)]
+                }
+                _ => Vec::new(),
+            };
+            for (to, depth, hops) in next {
+                self.relax(to, depth, hops, &mut work);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// A source over a fixed graph, answering in an order the test chooses.
+    struct Graph {
+        pages: HashMap<String, Outcome>,
+        fetched: Mutex<Vec<String>>,
+    }
+
+    impl Graph {
+        fn new(pages: &[(&str, Outcome)]) -> Self {
+            let pages =
+                pages.iter().map(|(url, outcome)| (url.to_string(), outcome.clone())).collect();
+            Graph { pages, fetched: Mutex::new(Vec::new()) }
+        }
+    }
+
+    impl PageSource for Graph {
+        fn fetch(&self, url: String) -> impl Future<Output = PageResult> + Send {
+            self.fetched.lock().unwrap().push(url.clone());
+            let outcome = self.pages.get(&url).cloned().unwrap_or(Outcome::Failed(FetchError {
+                kind: ErrorKind::HttpStatus,
+                message: "http 404".into(),
+            }));
+            // Deeper paths answer later, so long paths can win the race to a page.
+            let delay = Duration::from_millis(url.matches('/').count() as u64);
+            async move {
+                tokio::time::sleep(delay).await;
+                PageResult { url, outcome }
+            }
+        }
+    }
+
+    fn html(links: &[&str]) -> Outcome {
+        Outcome::Html {
+            links: links.iter().map(|s| s.to_string()).collect(),
+            bytes: 0,
+            truncated: false,
+        }
+    }
+
+    fn redirect(to: &str) -> Outcome {
+        Outcome::Redirect { status: 301, location: to.into() }
+    }
+
+    async fn run(
+        graph: &Graph,
+        seeds: &[&str],
+        config: CrawlConfig,
+    ) -> (BTreeSet<String>, Summary) {
+        let mut pairs = BTreeSet::new();
+        let summary = crawl(graph, seeds.iter().map(|s| s.to_string()), &config, |event| {
+            if let Event::Page { url, links } = event {
+                pairs.extend(links.iter().map(|link| format!("{url} {link}")));
+            }
+        })
+        .await;
+        let fetched = graph.fetched.lock().unwrap().clone();
+        let unique: BTreeSet<_> = fetched.iter().collect();
+        assert_eq!(unique.len(), fetched.len(), "a url was fetched twice: {fetched:?}");
+        (pairs, summary)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn depth_counts_link_hops_and_redirects_are_free() {
+        let graph = Graph::new(&[
+            ("http://h.test/", html(&["http://h.test/a", "http://h.test/r"])),
+            ("http://h.test/a", html(&["http://h.test/b"])),
+            ("http://h.test/b", html(&["http://h.test/c"])),
+            ("http://h.test/r", redirect("http://h.test/x")),
+            ("http://h.test/x", html(&["http://h.test/y"])),
+        ]);
+        let config = CrawlConfig { max_depth: 1, ..CrawlConfig::default() };
+        let (pairs, summary) = run(&graph, &["http://h.test/"], config).await;
+        assert_eq!(
+            pairs,
+            [
+                "http://h.test/ http://h.test/a",
+                "http://h.test/ http://h.test/r",
+                "http://h.test/a http://h.test/b",
+                "http://h.test/x http://h.test/y"
+            ]
+            .map(String::from)
+            .into()
+        );
+        assert_eq!(summary.fetched, 4);
+        assert_eq!(summary.redirects, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_shorter_path_found_later_reaches_further() {
+        // `/p` is first found 3 hops away, through `/a` and `/b` which answer quickly, and is
+        // fetched then; `late` answers after that and shows it is only 2 hops away.
+        let graph = Graph::new(&[
+            ("http://h.test/", html(&["http://h.test/a", "http://h.test/z/z/z/z/z/z/z/late"])),
+            ("http://h.test/a", html(&["http://h.test/b"])),
+            ("http://h.test/b", html(&["http://h.test/p"])),
+            ("http://h.test/z/z/z/z/z/z/z/late", html(&["http://h.test/p"])),
+            ("http://h.test/p", html(&["http://h.test/q"])),
+            ("http://h.test/q", html(&["http://h.test/never"])),
+        ]);
+        let config = CrawlConfig { max_depth: 3, ..CrawlConfig::default() };
+        let (pairs, summary) = run(&graph, &["http://h.test/"], config).await;
+        // `/p` is 2 hops away through `late`, so `/q` (3 hops) is fetched and its link reported.
+        assert!(pairs.contains("http://h.test/q http://h.test/never"), "{pairs:?}");
+        assert_eq!(summary.fetched, 6);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn same_host_scope_and_seed_redirects() {
+        let graph = Graph::new(&[
+            ("http://h.test/", redirect("https://www.h.test/")),
+            (
+                "https://www.h.test/",
+                html(&["https://www.h.test/in", "http://other.test/out", "https://www.h.test/off"]),
+            ),
+            ("https://www.h.test/in", html(&[])),
+            ("https://www.h.test/off", redirect("http://other.test/away")),
+        ]);
+        let (_, summary) = run(&graph, &["http://h.test/"], CrawlConfig::default()).await;
+        assert_eq!(
+            *graph.fetched.lock().unwrap(),
+            [
+                "http://h.test/",
+                "https://www.h.test/",
+                "https://www.h.test/in",
+                "https://www.h.test/off"
+            ]
+        );
+        assert_eq!(summary.redirects, 2);
+
+        let graph = Graph::new(&[("http://h.test/", html(&["http://other.test/out"]))]);
+        let config = CrawlConfig { scope: Scope::AllHosts, ..CrawlConfig::default() };
+        let (_, summary) = run(&graph, &["http://h.test/"], config).await;
+        assert_eq!(summary.fetched, 2);
+        assert_eq!(summary.errors[&ErrorKind::HttpStatus], 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn redirect_chains_are_cut_and_loops_end() {
+        let graph = Graph::new(&[
+            ("http://h.test/", html(&["http://h.test/loop", "http://h.test/c0"])),
+            ("http://h.test/loop", redirect("http://h.test/loop2")),
+            ("http://h.test/loop2", redirect("http://h.test/loop")),
+            ("http://h.test/c0", redirect("http://h.test/c1")),
+            ("http://h.test/c1", redirect("http://h.test/c2")),
+            ("http://h.test/c2", redirect("http://h.test/c3")),
+            ("http://h.test/c3", html(&[])),
+        ]);
+        let config = CrawlConfig { max_redirects: 2, ..CrawlConfig::default() };
+        let (_, summary) = run(&graph, &["http://h.test/"], config).await;
+        assert_eq!(summary.errors, BTreeMap::from([(ErrorKind::TooManyRedirects, 1)]));
+        // /, loop, loop2, c0, c1, c2 (whose redirect would be the third in a row).
+        assert_eq!(summary.fetched, 6);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn bad_seeds_are_errors_not_fatal() {
+        let graph = Graph::new(&[("http://h.test/", html(&[]))]);
+        let seeds = ["ftp://h.test/", "nonsense", "http://h.test/#frag", "http://h.test/"];
+        let (_, summary) = run(&graph, &seeds, CrawlConfig::default()).await;
+        assert_eq!(summary.fetched, 3);
+        assert_eq!(summary.errors, BTreeMap::from([(ErrorKind::InvalidUrl, 2)]));
+    }
+}

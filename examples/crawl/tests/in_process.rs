@@ -1,0 +1,82 @@
+//! Crawls of the embedded site with the fetcher in this process: the scheduler, fetcher, parser
+//! and site checked against each other without worker processes.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use crawl::crawl::{CrawlConfig, Event, Scope, crawl};
+use crawl::fetch::{ClientConfig, DnsMode, Fetcher};
+use crawl::site::{Expectation, Site, SiteConfig};
+
+async fn check(site_config: SiteConfig, crawl_config: CrawlConfig, client: ClientConfig) {
+    let site = Site::start(site_config).await.unwrap();
+    let fetcher = Fetcher::new(client.clone()).unwrap();
+    let seeds = site.seeds();
+    let mut found = BTreeSet::new();
+    let summary = crawl(&fetcher, seeds.clone(), &crawl_config, |event| {
+        if let Event::Page { url, links } = event {
+            found.extend(links.iter().map(|link| (url.to_string(), link.to_string())));
+        }
+    })
+    .await;
+    let expected = site.expected(&Expectation {
+        seeds: &seeds,
+        crawl: &crawl_config,
+        max_body: client.max_body,
+        timeout: client.timeout,
+    });
+    eprintln!(
+        "links {} fetched {} html {} redirects {} truncated {} not_html {} errors {:?}",
+        expected.links.len(),
+        expected.fetched.len(),
+        expected.html_pages,
+        expected.redirects,
+        expected.truncated,
+        expected.not_html,
+        expected.errors
+    );
+    let missing: Vec<_> = expected.links.difference(&found).take(10).collect();
+    let extra: Vec<_> = found.difference(&expected.links).take(10).collect();
+    assert!(missing.is_empty() && extra.is_empty(), "missing {missing:#?}\nextra {extra:#?}");
+    assert_eq!(summary.errors, expected.errors);
+    assert_eq!(summary.fetched, expected.fetched.len());
+    assert_eq!(summary.html_pages, expected.html_pages);
+    assert_eq!(summary.redirects, expected.redirects);
+    assert_eq!(summary.truncated, expected.truncated);
+    assert_eq!(summary.not_html, expected.not_html);
+    let hits = site.hits();
+    let served: BTreeSet<&String> =
+        expected.fetched.iter().filter(|url| site.serves(url)).collect();
+    assert_eq!(hits.keys().collect::<BTreeSet<_>>(), served);
+    assert!(hits.values().all(|&n| n == 1), "fetched twice: {hits:?}");
+    site.shutdown().await;
+}
+
+fn client() -> ClientConfig {
+    ClientConfig {
+        timeout: Duration::from_millis(500),
+        dns: DnsMode::LoopbackOnly,
+        ..ClientConfig::default()
+    }
+}
+
+#[tokio::test]
+async fn default_crawl_finds_exactly_the_true_links() {
+    check(
+        SiteConfig { pages: 300, sections: 6, ..SiteConfig::default() },
+        CrawlConfig::default(),
+        client(),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn every_depth_and_scope() {
+    for max_depth in 0..4 {
+        for scope in [Scope::SameHost, Scope::AllHosts] {
+            let crawl = CrawlConfig { max_depth, scope, ..CrawlConfig::default() };
+            check(SiteConfig { pages: 60, sections: 3, ..SiteConfig::default() }, crawl, client())
+                .await;
+        }
+    }
+}
