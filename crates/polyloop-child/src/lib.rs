@@ -1,1 +1,49 @@
-//! placeholder
+//! polyloop's child-process runtime: the task registry and the worker loop.
+//!
+//! A worker is a program started by a polyloop pool. It finds its socket to the parent in the
+//! environment ([`worker_hook`]), builds a tokio runtime, and [`serve`]s: it answers the
+//! handshake, runs up to `child_concurrency` tasks at once, catches each task's panics, and sends
+//! results back in batches, flushing as soon as nothing more is ready.
+//!
+//! Tasks are found in a [`Registry`]; `#[polyloop::task]` adds each task to [`TASKS`] at link
+//! time, so nobody lists them by hand. The worker loop takes any `AsyncRead + AsyncWrite`, so a
+//! custom worker binary (or a test) can drive it over whatever transport it likes.
+//!
+//! # Example: a worker loop over an in-memory pipe
+//! ```
+//! use polyloop_child::{Registry, TaskEntry, serve};
+//! use polyloop_wire::{RemoteError, Task};
+//!
+//! #[derive(Clone, Copy)]
+//! struct Double;
+//! impl Task for Double {
+//!     type Input = u64;
+//!     type Output = u64;
+//!     const NAME: &'static str = "doc::double";
+//!     async fn run(x: u64) -> Result<u64, RemoteError> {
+//!         Ok(x * 2)
+//!     }
+//! }
+//!
+//! static ENTRIES: [TaskEntry; 1] = [TaskEntry::of::<Double>()];
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! let (parent_end, child_end) = tokio::io::duplex(1 << 16);
+//! let worker = tokio::spawn(serve(child_end, Registry::new(&ENTRIES)));
+//! drop(parent_end); // the parent went away before the handshake: the worker just ends
+//! assert!(worker.await.unwrap().is_ok());
+//! # });
+//! ```
+
+mod panic;
+mod process;
+mod registry;
+mod worker;
+
+pub use process::{run_worker_process, worker_hook};
+pub use registry::{Registry, RunFn, TASKS, TaskEntry, TaskFuture};
+pub use worker::{WorkerError, serve};
+
+#[doc(hidden)]
+pub mod __private {
+    pub use linkme;
+}

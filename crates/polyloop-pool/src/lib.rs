@@ -1,1 +1,43 @@
-//! placeholder
+//! polyloop's parent side: a pool of worker processes and the scheduler that feeds them.
+//!
+//! [`Pool`] starts its workers by re-executing the current program (or a named worker program)
+//! with a socket to each; a driver task per worker pulls tasks from its queue under a credit limit
+//! (the worker's concurrency plus a small prefetch), encodes whatever is ready into one frame,
+//! and routes results back to the [`TaskHandle`] or [`MapStream`] that waits for them. A worker
+//! that dies is replaced, and exactly its tasks fail (or are retried).
+//!
+//! This crate knows a task only by its [`Task`](polyloop_wire::Task) schema (name and serde
+//! types); it never links the child runtime, so a worker may be another program entirely.
+//!
+//! # Example
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! # #[derive(Clone, Copy)] struct Double;
+//! # impl polyloop_wire::Task for Double {
+//! #     type Input = u64; type Output = u64; const NAME: &'static str = "doc::double";
+//! #     async fn run(x: u64) -> Result<u64, polyloop_wire::RemoteError> { Ok(x * 2) }
+//! # }
+//! let pool = polyloop_pool::Pool::builder().processes(2).build().await?;
+//! let doubled = pool.map(Double, 0..1000u64).await?;
+//! assert_eq!(doubled[21], 42);
+//! pool.close().await?;
+//! # Ok(()) }
+//! ```
+
+mod builder;
+mod connection;
+mod driver;
+mod error;
+mod job;
+mod pool;
+mod process;
+mod scheduler;
+mod stats;
+mod stream;
+
+pub use builder::PoolBuilder;
+pub use error::{PoolError, TaskError};
+pub use pool::{Pool, SpawnError, TaskHandle, spawn};
+pub use scheduler::{LeastLoaded, QueueLoads, RoundRobin, Scheduler};
+pub use stats::{PoolStats, WorkerStats};
+pub use stream::{FromStream, InputSource, Inputs, IterSource, MapStream, from_stream};

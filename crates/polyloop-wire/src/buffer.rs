@@ -90,6 +90,11 @@ impl FrameBuffer {
         }
     }
 
+    /// Whether a whole frame is buffered, so [`FrameBuffer::next_frame`] will return it.
+    pub fn has_frame(&self) -> Result<bool, WireError> {
+        Ok(split_frame(&self.buf[self.start..self.end], &self.limits)?.is_some())
+    }
+
     /// Bytes buffered that are not yet part of a returned frame.
     pub fn buffered(&self) -> usize {
         self.end - self.start

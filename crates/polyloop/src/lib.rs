@@ -1,1 +1,121 @@
-//! placeholder
+//! polyloop runs async tasks across a pool of worker processes, each running its own tokio event
+//! loop: the I/O concurrency of async, the parallelism and isolation of processes.
+//!
+//! # Brief overview
+//! Mark an `async fn` with [`#[polyloop::task]`](task), build a [`Pool`], and hand it work:
+//! [`Pool::map`] (ordered, fail-fast), [`Pool::map_stream`] (ordered stream),
+//! [`Pool::map_unordered`] (as completed), [`Pool::apply`] and [`Pool::submit`]. Inputs and outputs
+//! are serde types; they travel in batches over a Unix socket per worker.
+//!
+//! Workers are this same program, re-executed: a program that holds a `#[polyloop::task]`
+//! becomes a worker before `main` runs when a pool starts it as one, so binaries, examples,
+//! `cargo test` integration tests and criterion benches need no setup. In a program without
+//! tasks of its own, call [`init`] first in `main` or use [`#[polyloop::main]`](main).
+//!
+//! Every submitted task resolves exactly once: to its output, or to a [`TaskError`] that says
+//! whether it failed, panicked, timed out, lost its worker or was cancelled.
+//!
+//! # Example
+//! ```no_run
+//! use polyloop::{Pool, TaskError};
+//!
+//! #[polyloop::task]
+//! async fn double(x: u64) -> u64 {
+//!     x * 2
+//! }
+//!
+//! #[polyloop::task]
+//! async fn add(a: u64, b: u64) -> u64 {
+//!     a + b
+//! }
+//!
+//! #[polyloop::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let pool = Pool::builder().processes(2).build().await?;
+//!     let doubled: Vec<u64> = pool.map(double, 0..100_000u64).await?;
+//!     assert_eq!(doubled[21], 42);
+//!     assert_eq!(pool.apply(add, (1, 2)).await?, 3);
+//!     pool.close().await?;
+//!     Ok(())
+//! }
+//! ```
+//!
+//! # Crates
+//! This facade re-exports `polyloop-pool` (the parent), `polyloop-child` (the worker runtime,
+//! under [`child`]) and `polyloop-wire` (the protocol, under [`wire`]) and holds no logic. Use the
+//! lower crates directly to write a worker binary of your own.
+
+#![warn(missing_docs)]
+
+#[doc(inline)]
+pub use polyloop_macros::{main, task};
+pub use polyloop_pool::{
+    FromStream, InputSource, Inputs, IterSource, LeastLoaded, MapStream, Pool, PoolBuilder,
+    PoolError, PoolStats, QueueLoads, RoundRobin, Scheduler, SpawnError, TaskError, TaskHandle,
+    WorkerStats, from_stream, spawn,
+};
+pub use polyloop_wire::{RemoteError, Task};
+
+/// The worker runtime, for custom worker binaries.
+pub use polyloop_child as child;
+/// The wire protocol.
+pub use polyloop_wire as wire;
+
+/// Serves as a worker if a polyloop pool started this process as one, and never returns then;
+/// otherwise returns at once.
+///
+/// Call it first thing in a `main` that is not `#[polyloop::main]`, before the program starts
+/// threads or reads its arguments. Programs that define a `#[polyloop::task]` run this before
+/// `main` on Linux and macOS anyway; calling it again is harmless.
+///
+/// ```no_run
+/// fn main() {
+///     polyloop::init();
+///     // ... build a runtime and a pool ...
+/// }
+/// ```
+pub fn init() {
+    polyloop_child::worker_hook();
+}
+
+#[doc(hidden)]
+pub mod __private {
+    pub use polyloop_child::__private::linkme;
+    pub use polyloop_child::{TASKS, TaskEntry, worker_hook};
+    pub use tokio;
+
+    use polyloop_wire::RemoteError;
+
+    /// Autoref specialization: a task's error becomes a [`RemoteError`] with its source chain
+    /// when it is a `std::error::Error` (or holds one, like `anyhow::Error`), with its message
+    /// when it only implements `Display`.
+    #[derive(Debug)]
+    pub struct Wrap<'a, E>(pub &'a E);
+
+    pub trait ViaError {
+        fn to_remote(&self) -> RemoteError;
+    }
+    impl<E: std::error::Error + 'static> ViaError for &&Wrap<'_, E> {
+        fn to_remote(&self) -> RemoteError {
+            RemoteError::from_error(self.0)
+        }
+    }
+
+    pub trait ViaAsRef {
+        fn to_remote(&self) -> RemoteError;
+    }
+    impl<E: AsRef<dyn std::error::Error + Send + Sync>> ViaAsRef for &Wrap<'_, E> {
+        fn to_remote(&self) -> RemoteError {
+            RemoteError::from_error(self.0.as_ref())
+        }
+    }
+
+    pub trait ViaDisplay {
+        fn to_remote(&self) -> RemoteError;
+    }
+    impl<E: std::fmt::Display> ViaDisplay for Wrap<'_, E> {
+        fn to_remote(&self) -> RemoteError {
+            RemoteError::from_display(self.0)
+        }
+    }
+}

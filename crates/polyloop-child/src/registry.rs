@@ -1,0 +1,123 @@
+//! The task registry: every `#[polyloop::task]` in the program, collected at link time.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+
+use polyloop_wire::{Outcome, RemoteError, Task, TaskInfo};
+
+/// Every task linked into this program; `#[polyloop::task]` adds to it.
+#[linkme::distributed_slice]
+pub static TASKS: [TaskEntry];
+
+/// A running task: resolves to its encoded output or to the reason it failed.
+pub type TaskFuture = Pin<Box<dyn Future<Output = Result<Vec<u8>, Failure>> + Send + 'static>>;
+
+/// Decodes a task's input and starts it; an `Err` names why the input could not be decoded.
+pub type RunFn = fn(&[u8]) -> Result<TaskFuture, String>;
+
+/// Why a task failed in a way the worker can report, other than a panic or a timeout.
+#[derive(Debug)]
+pub enum Failure {
+    /// The task returned an error.
+    Failed(RemoteError),
+    /// The output could not be serialized.
+    Serialization(String),
+}
+
+impl Failure {
+    pub(crate) fn as_outcome(&self) -> Outcome<'_> {
+        match self {
+            Failure::Failed(err) => Outcome::Failed(err.clone()),
+            Failure::Serialization(msg) => Outcome::Serialization(msg.clone()),
+        }
+    }
+}
+
+/// One registered task: its name, the fingerprint of its types, and how to start it.
+#[derive(Clone, Copy)]
+pub struct TaskEntry {
+    /// The name the parent asks for it by.
+    pub name: &'static str,
+    /// The fingerprint of its input and output types.
+    pub fingerprint: fn() -> u64,
+    /// Decodes an input and starts the task.
+    pub run: RunFn,
+}
+
+impl TaskEntry {
+    /// The registry entry for `T`.
+    pub const fn of<T: Task>() -> Self {
+        TaskEntry { name: T::NAME, fingerprint: T::fingerprint, run: run_task::<T> }
+    }
+}
+
+impl fmt::Debug for TaskEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TaskEntry").field("name", &self.name).finish_non_exhaustive()
+    }
+}
+
+fn run_task<T: Task>(input: &[u8]) -> Result<TaskFuture, String> {
+    let input = match postcard::take_from_bytes::<T::Input>(input) {
+        Ok((input, [])) => input,
+        Ok((_, rest)) => {
+            return Err(format!(
+                "input of task `{}` has {} trailing bytes (parent and worker disagree on its type)",
+                T::NAME,
+                rest.len()
+            ));
+        }
+        Err(err) => {
+            return Err(format!("input of task `{}` failed to deserialize: {err}", T::NAME));
+        }
+    };
+    Ok(Box::pin(async move {
+        let output = T::run(input).await.map_err(Failure::Failed)?;
+        postcard::to_allocvec(&output).map_err(|err| {
+            Failure::Serialization(format!(
+                "output of task `{}` failed to serialize: {err}",
+                T::NAME
+            ))
+        })
+    }))
+}
+
+/// The tasks a worker can run, indexed in the order it announces them in its handshake.
+#[derive(Debug, Clone, Copy)]
+pub struct Registry {
+    entries: &'static [TaskEntry],
+}
+
+impl Registry {
+    /// A registry of exactly these entries (for custom worker binaries and tests).
+    pub const fn new(entries: &'static [TaskEntry]) -> Self {
+        Registry { entries }
+    }
+
+    /// Every task linked into this program with `#[polyloop::task]`.
+    pub fn linked() -> Self {
+        Registry { entries: &TASKS }
+    }
+
+    /// The entry at `index`, as announced in the handshake.
+    pub fn entry(&self, index: u32) -> Option<&'static TaskEntry> {
+        self.entries.get(index as usize)
+    }
+
+    /// The entry named `name`.
+    pub fn find(&self, name: &str) -> Option<&'static TaskEntry> {
+        self.entries.iter().find(|entry| entry.name == name)
+    }
+
+    /// The registry as announced in the handshake.
+    pub fn infos(&self) -> Vec<TaskInfo> {
+        self.entries
+            .iter()
+            .map(|entry| TaskInfo {
+                name: entry.name.to_owned(),
+                fingerprint: (entry.fingerprint)(),
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,364 @@
+//! The worker loop: handshake, then run tasks as they arrive and send results back in batches.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use polyloop_wire::{
+    FrameBuffer, Hello, Limits, Outcome, PROTOCOL_VERSION, RemoteError, ResultBatch, ToChild,
+    ToParent, Welcome, WireError, decode_to_child, encode_frame,
+};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{Notify, Semaphore};
+use tokio::task::AbortHandle;
+
+use crate::Registry;
+use crate::panic::CatchUnwind;
+
+/// Why a worker loop stopped other than by an orderly shutdown or the parent going away.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WorkerError {
+    /// Reading from or writing to the parent failed.
+    #[error("i/o with the parent failed")]
+    Io(#[from] std::io::Error),
+    /// The parent sent bytes that are not a valid message.
+    #[error("the parent sent an invalid frame")]
+    Wire(#[from] WireError),
+    /// The initializer failed; the parent was told why.
+    #[error("the initializer failed: {0}")]
+    Initializer(RemoteError),
+}
+
+/// Serves one parent over `io` until it sends `Shutdown` (after which the tasks in flight finish
+/// and their results are sent) or goes away (after which the tasks in flight are dropped).
+///
+/// Tasks are spawned on the ambient tokio runtime, so they must be `Send`.
+pub async fn serve<S>(io: S, registry: Registry) -> Result<(), WorkerError>
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (mut reader, writer) = tokio::io::split(io);
+    let mut frames = FrameBuffer::new(Limits::default());
+    let welcome = match read_welcome(&mut reader, &mut frames).await? {
+        Welcomed::Welcome(welcome) => welcome,
+        Welcomed::ParentGone => return Ok(()),
+        Welcomed::VersionMismatch(err) => {
+            let mut writer = writer;
+            refuse(&mut writer).await?;
+            return Err(err.into());
+        }
+    };
+    serve_welcomed(reader, writer, frames, registry, welcome).await
+}
+
+/// What the first frame from the parent said.
+pub(crate) enum Welcomed {
+    Welcome(Welcome),
+    ParentGone,
+    VersionMismatch(WireError),
+}
+
+/// Reads the parent's first frame.
+pub(crate) async fn read_welcome<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    frames: &mut FrameBuffer,
+) -> Result<Welcomed, WorkerError> {
+    if !fill_frame(reader, frames).await? {
+        return Ok(Welcomed::ParentGone);
+    }
+    let payload = frames.next_frame()?.ok_or(WireError::Unexpected("a truncated frame"))?;
+    parse_welcome(payload)
+}
+
+pub(crate) fn parse_welcome(payload: &[u8]) -> Result<Welcomed, WorkerError> {
+    match decode_to_child(payload, &Limits::default()) {
+        Ok(ToChild::Welcome(welcome)) => Ok(Welcomed::Welcome(welcome)),
+        Ok(_) => Err(WireError::Unexpected("a message before the handshake").into()),
+        Err(err @ WireError::VersionMismatch { .. }) => Ok(Welcomed::VersionMismatch(err)),
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// Answers a Welcome of another protocol version with our own version, so the parent can say
+/// which two versions disagree.
+pub(crate) async fn refuse<W: AsyncWrite + Unpin>(writer: &mut W) -> Result<(), WorkerError> {
+    let mut out = Vec::new();
+    encode_frame(&ToParent::Hello(hello(Vec::new(), None)), &mut out, &Limits::default())?;
+    writer.write_all(&out).await?;
+    writer.flush().await?;
+    Ok(())
+}
+
+fn hello(tasks: Vec<polyloop_wire::TaskInfo>, init_error: Option<RemoteError>) -> Hello {
+    Hello { protocol_version: PROTOCOL_VERSION, pid: std::process::id(), tasks, init_error }
+}
+
+/// The rest of [`serve`], once the Welcome is known (the process bootstrap reads it before it
+/// builds the runtime the Welcome asks for).
+pub(crate) async fn serve_welcomed<R, W>(
+    mut reader: R,
+    mut writer: W,
+    mut frames: FrameBuffer,
+    registry: Registry,
+    welcome: Welcome,
+) -> Result<(), WorkerError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let config = welcome.config;
+    let limits =
+        Limits { max_frame_len: config.max_frame_len, max_batch_len: config.max_batch_len };
+    frames.set_limits(limits);
+
+    let init_error = match &welcome.initializer {
+        Some(init) => run_initializer(&registry, init).await.err(),
+        None => None,
+    };
+    let mut out = Vec::new();
+    encode_frame(&ToParent::Hello(hello(registry.infos(), init_error.clone())), &mut out, &limits)?;
+    writer.write_all(&out).await?;
+    writer.flush().await?;
+    if let Some(err) = init_error {
+        return Err(WorkerError::Initializer(err));
+    }
+
+    let shared = Arc::new(Shared {
+        state: Mutex::new(State::default()),
+        wake_writer: Notify::new(),
+        limits,
+    });
+    let permits = Arc::new(Semaphore::new(config.child_concurrency.max(1) as usize));
+    let timeout = config.task_timeout_ms.map(Duration::from_millis);
+    let writer_task = tokio::spawn(write_results(writer, Arc::clone(&shared)));
+
+    loop {
+        if !fill_frame(&mut reader, &mut frames).await? {
+            // The parent is gone: nobody wants the results, so drop the tasks now.
+            shared.abort_all();
+            writer_task.abort();
+            return Ok(());
+        }
+        while let Some(payload) = frames.next_frame()? {
+            match decode_to_child(payload, &limits)? {
+                ToChild::Tasks(tasks) => {
+                    let mut state = shared.lock();
+                    for task in tasks {
+                        let outcome = match registry.entry(task.task) {
+                            None => Err(Outcome::UnknownTask(task.task)),
+                            Some(entry) => (entry.run)(task.input).map_err(Outcome::Serialization),
+                        };
+                        match outcome {
+                            Ok(future) => {
+                                let handle = tokio::spawn(run_one(
+                                    task.slot,
+                                    future,
+                                    Arc::clone(&shared),
+                                    Arc::clone(&permits),
+                                    timeout,
+                                ));
+                                // Inserted under the lock the task needs to report, so its result
+                                // always finds its entry.
+                                state.running.insert(task.slot, handle.abort_handle());
+                            }
+                            Err(outcome) => shared.push_locked(&mut state, task.slot, &outcome),
+                        }
+                    }
+                }
+                ToChild::Cancel(slots) => {
+                    let mut state = shared.lock();
+                    for slot in slots {
+                        if let Some(handle) = state.running.remove(&slot) {
+                            handle.abort();
+                            shared.push_locked(&mut state, slot, &Outcome::Cancelled);
+                        }
+                    }
+                }
+                ToChild::Shutdown => {
+                    shared.lock().shutting_down = true;
+                    shared.wake_writer.notify_one();
+                    return match writer_task.await {
+                        Ok(result) => result,
+                        Err(err) => Err(std::io::Error::other(err).into()),
+                    };
+                }
+                ToChild::Welcome(_) => {
+                    return Err(WireError::Unexpected("a second handshake").into());
+                }
+            }
+        }
+    }
+}
+
+async fn run_initializer(
+    registry: &Registry,
+    init: &polyloop_wire::InitTask,
+) -> Result<(), RemoteError> {
+    let entry = registry.find(&init.name).ok_or_else(|| RemoteError {
+        message: format!("the initializer task `{}` is not registered in this worker", init.name),
+        chain: Vec::new(),
+    })?;
+    if (entry.fingerprint)() != init.fingerprint {
+        return Err(RemoteError::from_display(&format_args!(
+            "the initializer task `{}` has other input or output types in this worker",
+            init.name
+        )));
+    }
+    let future = (entry.run)(&init.input).map_err(|msg| RemoteError::from_display(&msg))?;
+    match CatchUnwind::new(future).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(failure)) => Err(match failure {
+            crate::registry::Failure::Failed(err) => err,
+            crate::registry::Failure::Serialization(msg) => RemoteError::from_display(&msg),
+        }),
+        Err(panic) => {
+            Err(RemoteError::from_display(&format_args!("the initializer panicked: {panic}")))
+        }
+    }
+}
+
+async fn run_one(
+    slot: u32,
+    future: crate::TaskFuture,
+    shared: Arc<Shared>,
+    permits: Arc<Semaphore>,
+    timeout: Option<Duration>,
+) {
+    // The semaphore is never closed, so acquiring only waits.
+    let _permit = permits.acquire().await;
+    let caught = CatchUnwind::new(future);
+    let result = match timeout {
+        Some(limit) => tokio::time::timeout(limit, caught).await.ok(),
+        None => Some(caught.await),
+    };
+    let mut state = shared.lock();
+    if state.running.remove(&slot).is_none() {
+        return; // Cancelled meanwhile; the canceller reported it.
+    }
+    match result {
+        None => shared.push_locked(&mut state, slot, &Outcome::TimedOut),
+        Some(Err(panic)) => shared.push_locked(&mut state, slot, &Outcome::Panicked(panic)),
+        Some(Ok(Err(failure))) => shared.push_locked(&mut state, slot, &failure.as_outcome()),
+        Some(Ok(Ok(output))) => shared.push_locked(&mut state, slot, &Outcome::Ok(&output)),
+    }
+}
+
+/// State shared by the reader, the tasks and the writer.
+struct Shared {
+    state: Mutex<State>,
+    wake_writer: Notify,
+    limits: Limits,
+}
+
+#[derive(Default)]
+struct State {
+    /// Results not yet encoded into a frame.
+    batch: ResultBatch,
+    /// Frames ready to write: a batch goes here when it is full.
+    frames: Vec<u8>,
+    /// Tasks started and not yet reported.
+    running: HashMap<u32, AbortHandle>,
+    shutting_down: bool,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic never happens while the lock is held, but if one did the state is still valid.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues one result for the writer, starting a new frame when this one is full.
+    fn push_locked(&self, state: &mut State, slot: u32, outcome: &Outcome<'_>) {
+        let max_len = self.limits.max_frame_len as usize;
+        let size = outcome_size_hint(outcome);
+        if size > max_len {
+            let too_big = Outcome::Serialization(format!(
+                "output of {size} bytes exceeds the frame limit of {max_len} bytes"
+            ));
+            return self.push_locked(state, slot, &too_big);
+        }
+        if !state.batch.is_empty()
+            && (state.batch.byte_len() + size > max_len
+                || state.batch.len() >= self.limits.max_batch_len as usize)
+        {
+            let State { batch, frames, .. } = state;
+            // Cannot fail: the batch was kept under both limits.
+            let _ = batch.finish_into(frames, &self.limits);
+        }
+        let was_idle = state.batch.is_empty() && state.frames.is_empty();
+        state.batch.push(slot, outcome);
+        if was_idle {
+            self.wake_writer.notify_one();
+        }
+    }
+
+    fn abort_all(&self) {
+        for (_, handle) in self.lock().running.drain() {
+            handle.abort();
+        }
+    }
+}
+
+/// An upper bound of an outcome's encoded size, short of the error strings' exact lengths.
+fn outcome_size_hint(outcome: &Outcome<'_>) -> usize {
+    const OVERHEAD: usize = 32;
+    OVERHEAD
+        + match outcome {
+            Outcome::Ok(bytes) => bytes.len(),
+            Outcome::Failed(err) => {
+                err.message.len() + err.chain.iter().map(|s| s.len() + 8).sum::<usize>()
+            }
+            Outcome::Panicked(msg) | Outcome::Serialization(msg) => msg.len(),
+            Outcome::TimedOut | Outcome::Cancelled | Outcome::UnknownTask(_) => 0,
+        }
+}
+
+/// Writes results as they come: whatever accumulated while the last write ran goes in one frame.
+async fn write_results<W: AsyncWrite + Unpin>(
+    mut writer: W,
+    shared: Arc<Shared>,
+) -> Result<(), WorkerError> {
+    let mut out = Vec::new();
+    loop {
+        shared.wake_writer.notified().await;
+        let done = {
+            let mut state = shared.lock();
+            let State { batch, frames, .. } = &mut *state;
+            std::mem::swap(frames, &mut out);
+            if !batch.is_empty() {
+                // Cannot fail: push_locked kept the batch under both limits.
+                let _ = batch.finish_into(&mut out, &shared.limits);
+            }
+            state.shutting_down && state.running.is_empty()
+        };
+        if !out.is_empty() {
+            writer.write_all(&out).await?;
+            out.clear();
+        }
+        if done {
+            writer.flush().await?;
+            writer.shutdown().await?;
+            return Ok(());
+        }
+    }
+}
+
+/// Reads until `frames` holds a whole frame; `false` on a clean end of stream.
+pub(crate) async fn fill_frame<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    frames: &mut FrameBuffer,
+) -> Result<bool, WorkerError> {
+    while !frames.has_frame()? {
+        let n = reader.read(frames.spare()).await?;
+        if n == 0 {
+            return if frames.buffered() == 0 {
+                Ok(false)
+            } else {
+                Err(WireError::Unexpected("end of stream inside a frame").into())
+            };
+        }
+        frames.filled(n);
+    }
+    Ok(true)
+}

@@ -1,0 +1,205 @@
+//! `Pool::builder()`: every setting of a pool, with its default.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use polyloop_wire::{InitTask, RuntimeFlavor, Task};
+
+use crate::process::WorkerProgram;
+use crate::scheduler::{RoundRobin, Scheduler};
+use crate::{Pool, PoolError};
+
+/// Configures and builds a [`Pool`]. Start with [`Pool::builder`].
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), polyloop_pool::PoolError> {
+/// use std::time::Duration;
+///
+/// let pool = polyloop_pool::Pool::builder()
+///     .processes(4)
+///     .child_concurrency(64)
+///     .task_timeout(Duration::from_secs(30))
+///     .build()
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct PoolBuilder {
+    pub(crate) config: Config,
+    pub(crate) scheduler: Box<dyn Scheduler>,
+    init_error: Option<String>,
+}
+
+/// The settings a built pool runs with.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) processes: usize,
+    pub(crate) child_concurrency: u32,
+    pub(crate) prefetch: Option<u32>,
+    pub(crate) queue_count: usize,
+    pub(crate) max_tasks_per_child: u64,
+    pub(crate) task_timeout: Option<Duration>,
+    pub(crate) kill_grace: Duration,
+    pub(crate) retries: u32,
+    pub(crate) runtime: RuntimeFlavor,
+    pub(crate) initializer: Option<InitTask>,
+    pub(crate) program: Option<WorkerProgram>,
+    pub(crate) handshake_timeout: Duration,
+}
+
+impl Config {
+    /// Tasks a worker may hold at once: its concurrency plus a small prefetch, so it never idles
+    /// waiting for the parent but never hoards work another worker could start.
+    pub(crate) fn credit(&self) -> usize {
+        let concurrency = self.child_concurrency.max(1);
+        let prefetch = self.prefetch.unwrap_or(concurrency.div_ceil(4)).min(concurrency);
+        (concurrency + prefetch) as usize
+    }
+}
+
+impl Default for PoolBuilder {
+    fn default() -> Self {
+        PoolBuilder {
+            config: Config {
+                processes: std::thread::available_parallelism().map_or(1, usize::from),
+                child_concurrency: 16,
+                prefetch: None,
+                queue_count: 1,
+                max_tasks_per_child: 0,
+                task_timeout: None,
+                kill_grace: Duration::from_secs(1),
+                retries: 0,
+                runtime: RuntimeFlavor::CurrentThread,
+                initializer: None,
+                program: None,
+                handshake_timeout: Duration::from_secs(30),
+            },
+            scheduler: Box::new(RoundRobin::default()),
+            init_error: None,
+        }
+    }
+}
+
+impl PoolBuilder {
+    /// Worker processes (default: the available parallelism).
+    pub fn processes(mut self, n: usize) -> Self {
+        self.config.processes = n.max(1);
+        self
+    }
+
+    /// Tasks running at once in each worker (default 16).
+    pub fn child_concurrency(mut self, n: u32) -> Self {
+        self.config.child_concurrency = n.max(1);
+        self
+    }
+
+    /// Tasks a worker may hold beyond its concurrency, ready to start the moment a running task
+    /// ends (default: a quarter of the concurrency, at most the concurrency).
+    pub fn prefetch(mut self, n: u32) -> Self {
+        self.config.prefetch = Some(n);
+        self
+    }
+
+    /// Shared queues (default 1); worker `i` serves queue `i % queue_count`.
+    pub fn queue_count(mut self, n: usize) -> Self {
+        self.config.queue_count = n.max(1);
+        self
+    }
+
+    /// Replace a worker after it ran this many tasks (default 0: never). Exact: no worker is
+    /// ever sent more.
+    pub fn max_tasks_per_child(mut self, n: u64) -> Self {
+        self.config.max_tasks_per_child = n;
+        self
+    }
+
+    /// Cancel a task in its worker when it runs longer than this. A task that blocks its thread
+    /// cannot be cancelled: its worker is killed and replaced after a grace period.
+    pub fn task_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.config.task_timeout = Some(timeout);
+        self
+    }
+
+    /// Re-run a task whose worker died up to `n` times, on a replacement worker (default 0).
+    /// For idempotent tasks only: the lost run may have had effects.
+    pub fn retries(mut self, n: u32) -> Self {
+        self.config.retries = n;
+        self
+    }
+
+    /// Runs `task` with `input` once in every worker before it takes any other task, e.g. to
+    /// open a client the worker keeps in a static. If it fails, `build` fails.
+    pub fn initializer<T: Task>(mut self, _task: T, input: T::Input) -> Self {
+        match postcard::to_allocvec(&input) {
+            Ok(input) => {
+                self.config.initializer = Some(InitTask {
+                    name: T::NAME.to_owned(),
+                    fingerprint: T::fingerprint(),
+                    input,
+                });
+            }
+            Err(err) => {
+                self.init_error = Some(format!("initializer input failed to serialize: {err}"))
+            }
+        }
+        self
+    }
+
+    /// How tasks are spread over the queues (default: [`RoundRobin`]).
+    pub fn scheduler(mut self, scheduler: impl Scheduler) -> Self {
+        self.scheduler = Box::new(scheduler);
+        self
+    }
+
+    /// Each worker runs a multi-threaded tokio runtime with this many threads instead of the
+    /// default single-threaded one; for tasks that block or burn CPU in bursts.
+    pub fn child_threads(mut self, threads: u32) -> Self {
+        self.config.runtime = RuntimeFlavor::MultiThread { threads: threads.max(1) };
+        self
+    }
+
+    /// Run workers from this program instead of re-executing the current one, e.g. a dedicated
+    /// worker binary built on `polyloop-child`.
+    pub fn worker_program(mut self, path: impl Into<PathBuf>) -> Self {
+        let args = self.config.program.take().map(|p| p.args).unwrap_or_default();
+        self.config.program = Some(WorkerProgram { path: path.into(), args });
+        self
+    }
+
+    /// Arguments for the worker program.
+    pub fn worker_args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        let args = args.into_iter().map(Into::into).collect();
+        match &mut self.config.program {
+            Some(program) => program.args = args,
+            None => {
+                let mut program = WorkerProgram::current().unwrap_or(WorkerProgram {
+                    path: PathBuf::from(std::env::args_os().next().unwrap_or_default()),
+                    args: Vec::new(),
+                });
+                program.args = args;
+                self.config.program = Some(program);
+            }
+        }
+        self
+    }
+
+    /// How long a new worker may take to start and answer the handshake, initializer included
+    /// (default 30 s).
+    pub fn handshake_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.config.handshake_timeout = timeout;
+        self
+    }
+
+    /// Starts the workers and waits until every one has answered the handshake.
+    pub async fn build(self) -> Result<Pool, PoolError> {
+        if let Some(msg) = self.init_error {
+            return Err(PoolError::Io(std::io::Error::other(msg)));
+        }
+        Pool::start(self.config, self.scheduler).await
+    }
+}

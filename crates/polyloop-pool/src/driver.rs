@@ -1,0 +1,404 @@
+//! One worker slot's driver: feeds its process from the slot's queue under a credit limit, routes
+//! results back, and replaces the process when it dies or retires.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use polyloop_wire::{
+    Outcome, ResultFrame, TaskBatch, ToChild, ToParent, WireError, decode_to_parent, encode_frame,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::Instant;
+
+use crate::TaskError;
+use crate::connection::{Connection, connect};
+use crate::error::Kind;
+use crate::job::{Job, RawResult};
+use crate::pool::{Shard, Shared, Slot};
+
+/// How long to wait before starting a worker again after a failed start, doubling up to a cap.
+const RESTART_BACKOFF: Duration = Duration::from_millis(50);
+const RESTART_BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// Keeps slot `worker_idx` filled with a live worker until the pool closes.
+pub(crate) async fn supervise(shared: Arc<Shared>, worker_idx: usize, first: Connection) {
+    let slot = &shared.slots[worker_idx];
+    let mut next = Some(first);
+    let mut backoff = RESTART_BACKOFF;
+    loop {
+        let conn = match next.take() {
+            Some(conn) => conn,
+            None => match connect(&shared.config, worker_idx).await {
+                Ok(conn) => {
+                    backoff = RESTART_BACKOFF;
+                    conn
+                }
+                Err(err) => {
+                    eprintln!("polyloop: could not start worker {worker_idx}: {err}");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(RESTART_BACKOFF_MAX);
+                    continue;
+                }
+            },
+        };
+        slot.install(&conn.proc);
+        let end = Driver::new(&shared, worker_idx, &conn).run(conn).await;
+        slot.uninstall();
+        match end {
+            End::Closed => return,
+            End::Recycled => slot.counters.recycles.fetch_add(1, Ordering::Relaxed),
+            End::Died => slot.counters.restarts.fetch_add(1, Ordering::Relaxed),
+        };
+        let shard = &shared.shards[slot.queue_idx];
+        if shard.queue.is_closed() && shard.queue.is_empty() {
+            return;
+        }
+    }
+}
+
+/// Why a driver stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    /// The queue closed and the worker shut down in order.
+    Closed,
+    /// The worker ran its `max_tasks_per_child` and shut down in order.
+    Recycled,
+    /// The worker died or misbehaved; its tasks were failed or queued again.
+    Died,
+}
+
+/// A task sent to the worker and not yet answered.
+#[derive(Debug)]
+struct InFlight {
+    job: Job,
+    sent_at: Instant,
+    cancel_sent: bool,
+}
+
+struct Driver<'a> {
+    shared: &'a Shared,
+    slot: &'a Slot,
+    shard: &'a Shard,
+    worker_idx: usize,
+    pid: u32,
+    /// In-flight tasks by wire slot; freed slots are reused.
+    slab: Vec<Option<InFlight>>,
+    free: Vec<u32>,
+    n_in_flight: usize,
+    credit: usize,
+    /// Tasks sent to this process, for `max_tasks_per_child`.
+    sent_total: u64,
+    batch: TaskBatch,
+    out: Vec<u8>,
+    /// Send order, for the watchdog: (slot, sent_at). Entries of answered tasks are skipped.
+    sends: VecDeque<(u32, Instant)>,
+    /// Set when the watchdog killed the worker: tasks older than this ran past the timeout.
+    killed_for_timeout: Option<Instant>,
+    /// Why the worker is considered broken, when it sent something invalid.
+    broken: Option<String>,
+}
+
+impl<'a> Driver<'a> {
+    fn new(shared: &'a Shared, worker_idx: usize, conn: &Connection) -> Self {
+        let slot = &shared.slots[worker_idx];
+        Driver {
+            shared,
+            slot,
+            shard: &shared.shards[slot.queue_idx],
+            worker_idx,
+            pid: conn.proc.pid(),
+            slab: Vec::new(),
+            free: Vec::new(),
+            n_in_flight: 0,
+            credit: shared.config.credit(),
+            sent_total: 0,
+            batch: TaskBatch::default(),
+            out: Vec::new(),
+            sends: VecDeque::new(),
+            killed_for_timeout: None,
+            broken: None,
+        }
+    }
+
+    fn budget_left(&self) -> u64 {
+        match self.shared.config.max_tasks_per_child {
+            0 => u64::MAX,
+            max => max.saturating_sub(self.sent_total),
+        }
+    }
+
+    async fn run(mut self, mut conn: Connection) -> End {
+        let mut queue_open = true;
+        let mut shutdown_sent = false;
+        loop {
+            let can_take = !shutdown_sent
+                && queue_open
+                && self.n_in_flight < self.credit
+                && self.budget_left() > 0;
+            if !can_take && !shutdown_sent && self.n_in_flight == 0 {
+                // Out of budget, or the pool is closing and our queue is empty: stop in order.
+                shutdown_sent = true;
+                self.out.clear();
+                let _ = encode_frame(&ToChild::Shutdown, &mut self.out, &conn.limits);
+                let _ = conn.writer.write_all(&self.out).await;
+                self.out.clear();
+            }
+            let deadline = self.next_deadline();
+            tokio::select! {
+                biased;
+                read = conn.reader.read(conn.frames.spare()) => match read {
+                    Ok(n) if n > 0 => {
+                        conn.frames.filled(n);
+                        if let Err(err) = self.handle_frames(&mut conn) {
+                            self.broken = Some(format!("it sent an invalid frame: {err}"));
+                            conn.proc.kill();
+                        }
+                    }
+                    // End of stream: the worker exited, was killed, or closed the socket.
+                    _ => {
+                        let status = conn.proc.reap(self.shared.config.kill_grace).await;
+                        if shutdown_sent && self.n_in_flight == 0 && self.broken.is_none() {
+                            return if queue_open { End::Recycled } else { End::Closed };
+                        }
+                        self.fail_all(&status);
+                        return End::Died;
+                    }
+                },
+                () = self.slot.sweep.notified() => self.sweep(&mut conn).await,
+                job = self.shard.queue.recv(), if can_take => match job {
+                    Ok(job) => {
+                        self.take(job, &conn);
+                        self.take_more(&conn);
+                        self.flush(&mut conn).await;
+                    }
+                    Err(_) => queue_open = false,
+                },
+                () = sleep_until_opt(deadline) => {
+                    self.killed_for_timeout = Some(Instant::now());
+                    conn.proc.kill();
+                }
+            }
+        }
+    }
+
+    /// Adds one job to the batch being built, or resolves it at once if it cannot run.
+    fn take(&mut self, job: Job, conn: &Connection) {
+        if job.reply.is_closed() {
+            let name = job.key.name;
+            return self
+                .shared
+                .resolve(job, Err(TaskError::new(Kind::Cancelled, name, "nobody waits for it")));
+        }
+        let index = match conn.registry.index(job.key.name, job.key.fingerprint) {
+            Ok(index) => index,
+            Err(msg) => {
+                let name = job.key.name;
+                return self.shared.resolve(job, Err(TaskError::new(Kind::UnknownTask, name, msg)));
+            }
+        };
+        let max_frame = conn.limits.max_frame_len as usize;
+        if job.input.len() + 32 > max_frame {
+            let msg = format!(
+                "input of {} bytes exceeds the frame limit of {max_frame} bytes",
+                job.input.len()
+            );
+            let name = job.key.name;
+            return self.shared.resolve(job, Err(TaskError::new(Kind::Serialization, name, msg)));
+        }
+        if self.batch.byte_len() + job.input.len() + 32 > max_frame
+            || self.batch.len() >= conn.limits.max_batch_len as usize
+        {
+            // Cannot fail: the batch was kept under both limits.
+            let _ = self.batch.finish_into(&mut self.out, &conn.limits);
+        }
+        let slot = match self.free.pop() {
+            Some(slot) => slot,
+            None => {
+                self.slab.push(None);
+                (self.slab.len() - 1) as u32
+            }
+        };
+        self.batch.push(slot, index, &job.input);
+        let now = Instant::now();
+        self.slab[slot as usize] = Some(InFlight { job, sent_at: now, cancel_sent: false });
+        if self.shared.config.task_timeout.is_some() {
+            self.sends.push_back((slot, now));
+        }
+        self.n_in_flight += 1;
+        self.sent_total += 1;
+        self.shard.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.slot.counters.in_flight.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Takes what is queued, up to this worker's credit, budget and fair share: with several
+    /// idle workers on one queue, each takes its part, so CPU-bound work spreads.
+    fn take_more(&mut self, conn: &Connection) {
+        let queued = self.shard.queue.len();
+        let fair_share = (queued + 1).div_ceil(self.shard.n_workers).max(1);
+        let room =
+            (self.credit - self.n_in_flight.min(self.credit)).min(fair_share.saturating_sub(1));
+        let room = room.min(usize::try_from(self.budget_left()).unwrap_or(usize::MAX));
+        for _ in 0..room {
+            match self.shard.queue.try_recv() {
+                Ok(job) => self.take(job, conn),
+                Err(_) => break,
+            }
+        }
+    }
+
+    /// Writes the batch and anything else waiting, in one write.
+    async fn flush(&mut self, conn: &mut Connection) {
+        if !self.batch.is_empty() {
+            // Cannot fail: the batch was kept under both limits.
+            let _ = self.batch.finish_into(&mut self.out, &conn.limits);
+        }
+        if !self.out.is_empty() {
+            // A failed write means the worker is gone; the read side sees it and fails its tasks.
+            let _ = conn.writer.write_all(&self.out).await;
+            self.out.clear();
+        }
+    }
+
+    fn handle_frames(&mut self, conn: &mut Connection) -> Result<(), WireError> {
+        while let Some(payload) = conn.frames.next_frame()? {
+            match decode_to_parent(payload, &conn.limits)? {
+                ToParent::Results(results) => {
+                    for result in results {
+                        self.complete(result)?;
+                    }
+                }
+                ToParent::Hello(_) => return Err(WireError::Unexpected("a second handshake")),
+            }
+        }
+        Ok(())
+    }
+
+    fn complete(&mut self, result: ResultFrame<'_>) -> Result<(), WireError> {
+        let Some(in_flight) = self.slab.get_mut(result.slot as usize).and_then(Option::take) else {
+            return Err(WireError::Unexpected("a result for a task it does not hold"));
+        };
+        self.free.push(result.slot);
+        self.release();
+        let task = in_flight.job.key.name;
+        let raw: RawResult = match result.outcome {
+            Outcome::Ok(bytes) => Ok(bytes.to_vec()),
+            Outcome::Failed(remote) => Err(TaskError::failed(task, remote)),
+            Outcome::Panicked(msg) => Err(TaskError::new(Kind::Panic, task, msg)),
+            Outcome::TimedOut => {
+                let timeout = self.shared.config.task_timeout.unwrap_or_default();
+                Err(TaskError::new(
+                    Kind::Timeout,
+                    task,
+                    format!("ran longer than {timeout:?} and was cancelled"),
+                ))
+            }
+            Outcome::Cancelled => {
+                Err(TaskError::new(Kind::Cancelled, task, "cancelled in its worker"))
+            }
+            Outcome::Serialization(msg) => Err(TaskError::new(Kind::Serialization, task, msg)),
+            Outcome::UnknownTask(index) => Err(TaskError::new(
+                Kind::UnknownTask,
+                task,
+                format!("the worker has no task {index}"),
+            )),
+        };
+        let counter =
+            if raw.is_ok() { &self.slot.counters.done } else { &self.slot.counters.failed };
+        counter.fetch_add(1, Ordering::Relaxed);
+        self.shared.resolve(in_flight.job, raw);
+        Ok(())
+    }
+
+    fn release(&mut self) {
+        self.n_in_flight -= 1;
+        self.shard.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.slot.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Cancels in the worker every task whose handle or stream was dropped.
+    async fn sweep(&mut self, conn: &mut Connection) {
+        let slots: Vec<u32> = (0u32..)
+            .zip(self.slab.iter_mut())
+            .filter_map(|(slot, entry)| {
+                let entry = entry.as_mut()?;
+                (!entry.cancel_sent && entry.job.reply.is_closed()).then(|| {
+                    entry.cancel_sent = true;
+                    slot
+                })
+            })
+            .collect();
+        if !slots.is_empty() {
+            let _ = encode_frame(&ToChild::Cancel(slots), &mut self.out, &conn.limits);
+            self.flush(conn).await;
+        }
+    }
+
+    /// When the oldest unanswered task will have overrun its timeout by so much that its worker
+    /// must be stuck: twice the timeout (it may have waited for a free place in the worker for up
+    /// to one timeout) plus the grace period.
+    fn next_deadline(&mut self) -> Option<Instant> {
+        let timeout = self.shared.config.task_timeout?;
+        if self.killed_for_timeout.is_some() {
+            return None;
+        }
+        while let Some(&(slot, sent_at)) = self.sends.front() {
+            match &self.slab[slot as usize] {
+                Some(entry) if entry.sent_at == sent_at => {
+                    return Some(sent_at + 2 * timeout + self.shared.config.kill_grace);
+                }
+                _ => {
+                    self.sends.pop_front();
+                }
+            }
+        }
+        None
+    }
+
+    /// The worker is gone: its tasks are queued again if they have retries left, else failed.
+    fn fail_all(&mut self, status: &str) {
+        let reason = match &self.broken {
+            Some(why) => {
+                format!("worker {} (pid {}) was killed because {why}", self.worker_idx, self.pid)
+            }
+            None => format!("worker {} (pid {}) died: {status}", self.worker_idx, self.pid),
+        };
+        let timeout = self.shared.config.task_timeout;
+        for entry in std::mem::take(&mut self.slab).into_iter().flatten() {
+            self.release();
+            let InFlight { mut job, sent_at, .. } = entry;
+            let name = job.key.name;
+            let overran = match (self.killed_for_timeout, timeout) {
+                (Some(killed_at), Some(timeout)) => killed_at.duration_since(sent_at) >= timeout,
+                _ => false,
+            };
+            if overran {
+                self.slot.counters.failed.fetch_add(1, Ordering::Relaxed);
+                let msg = format!(
+                    "ran longer than {:?} without yielding; worker {} (pid {}) was killed",
+                    timeout.unwrap_or_default(),
+                    self.worker_idx,
+                    self.pid
+                );
+                self.shared.resolve(job, Err(TaskError::new(Kind::Timeout, name, msg)));
+            } else if job.retries < self.shared.config.retries && !job.reply.is_closed() {
+                job.retries += 1;
+                self.shared.requeue(self.slot.queue_idx, job);
+            } else {
+                self.slot.counters.failed.fetch_add(1, Ordering::Relaxed);
+                self.shared
+                    .resolve(job, Err(TaskError::new(Kind::WorkerLost, name, reason.clone())));
+            }
+        }
+        self.free.clear();
+        self.sends.clear();
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}

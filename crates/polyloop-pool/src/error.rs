@@ -1,0 +1,219 @@
+//! The errors users see: `TaskError` for one task, `PoolError` for the pool itself.
+
+use std::fmt;
+
+use polyloop_wire::{RemoteError, WireError};
+
+/// Why a task did not produce a value.
+///
+/// Opaque, with predicates for the kinds callers branch on, like tokio's `JoinError`. The
+/// message names the task and the cause; for a task that returned an error, the remote error's
+/// source chain is available through [`std::error::Error::source`].
+///
+/// ```
+/// # async fn demo(pool: &polyloop_pool::Pool, err: polyloop_pool::TaskError) {
+/// if err.is_worker_lost() {
+///     eprintln!("the worker died: {err}");
+/// }
+/// # }
+/// ```
+pub struct TaskError {
+    kind: Kind,
+    task: &'static str,
+    message: String,
+    source: Option<Box<RemoteCause>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Failed,
+    Panic,
+    Timeout,
+    WorkerLost,
+    Cancelled,
+    Serialization,
+    UnknownTask,
+    PoolClosed,
+}
+
+impl TaskError {
+    pub(crate) fn new(kind: Kind, task: &'static str, message: impl Into<String>) -> Self {
+        TaskError { kind, task, message: message.into(), source: None }
+    }
+
+    pub(crate) fn failed(task: &'static str, remote: RemoteError) -> Self {
+        // Build the chain from the innermost cause outwards.
+        let source = remote
+            .chain
+            .into_iter()
+            .rev()
+            .fold(None, |next, message| Some(Box::new(RemoteCause { message, next })));
+        TaskError { kind: Kind::Failed, task, message: remote.message, source }
+    }
+
+    /// The task returned an `Err`.
+    pub fn is_failed(&self) -> bool {
+        self.kind == Kind::Failed
+    }
+
+    /// The task panicked; the message is the panic's.
+    pub fn is_panic(&self) -> bool {
+        self.kind == Kind::Panic
+    }
+
+    /// The task ran longer than the pool's `task_timeout` and was cancelled.
+    pub fn is_timeout(&self) -> bool {
+        self.kind == Kind::Timeout
+    }
+
+    /// The worker process running the task died; the message names its pid and exit status.
+    pub fn is_worker_lost(&self) -> bool {
+        self.kind == Kind::WorkerLost
+    }
+
+    /// The task was cancelled: its handle or stream was dropped, or the pool was dropped.
+    pub fn is_cancelled(&self) -> bool {
+        self.kind == Kind::Cancelled
+    }
+
+    /// The input or the output could not be serialized or deserialized.
+    pub fn is_serialization(&self) -> bool {
+        self.kind == Kind::Serialization
+    }
+
+    /// The worker program has no task of this name, or one with other types.
+    pub fn is_unknown_task(&self) -> bool {
+        self.kind == Kind::UnknownTask
+    }
+
+    /// The pool was closed before the task could be queued.
+    pub fn is_pool_closed(&self) -> bool {
+        self.kind == Kind::PoolClosed
+    }
+
+    /// The registered name of the task.
+    pub fn task_name(&self) -> &'static str {
+        self.task
+    }
+
+    /// The cause as reported: the remote error's message, the panic message, or what the pool
+    /// observed.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for TaskError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = match self.kind {
+            Kind::Failed => "failed",
+            Kind::Panic => "panicked",
+            Kind::Timeout => "timed out",
+            Kind::WorkerLost => "lost its worker",
+            Kind::Cancelled => "was cancelled",
+            Kind::Serialization => "could not be (de)serialized",
+            Kind::UnknownTask => "is unknown to the worker",
+            Kind::PoolClosed => "was not run",
+        };
+        write!(f, "task `{}` {what}: {}", self.task, self.message)
+    }
+}
+
+impl fmt::Debug for TaskError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TaskError")
+            .field("kind", &self.kind)
+            .field("task", &self.task)
+            .field("message", &self.message)
+            .field("source", &self.source)
+            .finish()
+    }
+}
+
+impl std::error::Error for TaskError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_deref().map(|cause| cause as _)
+    }
+}
+
+/// One link of a remote error's source chain.
+#[derive(Debug)]
+struct RemoteCause {
+    message: String,
+    next: Option<Box<RemoteCause>>,
+}
+
+impl fmt::Display for RemoteCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for RemoteCause {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.next.as_deref().map(|cause| cause as _)
+    }
+}
+
+/// Why a pool could not be built or closed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PoolError {
+    /// A worker process could not be started.
+    #[error("failed to start worker program {program}")]
+    Spawn {
+        /// The program that was executed.
+        program: String,
+        /// What the OS said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A worker exited or closed its socket before completing the handshake.
+    #[error(
+        "worker {pid} ended before its handshake ({status}); a program that starts a pool must \
+         call polyloop::init() first, use #[polyloop::main], or define a #[polyloop::task]"
+    )]
+    NotAWorker {
+        /// The worker's pid.
+        pid: u32,
+        /// How it ended.
+        status: String,
+    },
+    /// The worker speaks another protocol version, or sent garbage in the handshake.
+    #[error("handshake with worker {pid} failed")]
+    Handshake {
+        /// The worker's pid.
+        pid: u32,
+        /// What was wrong.
+        #[source]
+        source: WireError,
+    },
+    /// The worker did not answer the handshake in time.
+    #[error("worker {pid} did not complete its handshake within {seconds} s")]
+    HandshakeTimeout {
+        /// The worker's pid.
+        pid: u32,
+        /// The time allowed.
+        seconds: u64,
+    },
+    /// The initializer failed in a worker.
+    #[error("the initializer failed in worker {pid}: {error}")]
+    Initializer {
+        /// The worker's pid.
+        pid: u32,
+        /// What the initializer returned.
+        error: RemoteError,
+    },
+    /// The initializer is not registered in the worker program, or has other types there.
+    #[error("the initializer task `{0}` is unknown to the worker program")]
+    UnknownInitializer(&'static str),
+    /// This process was started as a polyloop worker but is starting a pool instead of serving.
+    #[error(
+        "this process was started as a polyloop worker but never became one: call \
+         polyloop::init() first in main, or use #[polyloop::main]"
+    )]
+    InsideUnstartedWorker,
+    /// Talking to a worker failed.
+    #[error("i/o with a worker failed")]
+    Io(#[from] std::io::Error),
+}

@@ -1,0 +1,62 @@
+//! A queued task: its encoded input and where its result goes.
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::TaskError;
+
+/// A task's raw result: its encoded output, or why there is none.
+pub(crate) type RawResult = Result<Vec<u8>, TaskError>;
+
+/// What the worker needs to know to run a task, and the pool to check it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TaskKey {
+    pub(crate) name: &'static str,
+    pub(crate) fingerprint: u64,
+}
+
+/// One task on its way through the pool.
+#[derive(Debug)]
+pub(crate) struct Job {
+    pub(crate) key: TaskKey,
+    pub(crate) input: Vec<u8>,
+    pub(crate) reply: Reply,
+    /// Times the task was lost with its worker and queued again.
+    pub(crate) retries: u32,
+}
+
+/// Where a result goes.
+#[derive(Debug)]
+pub(crate) enum Reply {
+    /// A [`TaskHandle`](crate::TaskHandle).
+    One(oneshot::Sender<RawResult>),
+    /// A map stream, which orders by `seq` if it needs to.
+    Stream { tx: mpsc::UnboundedSender<(u64, RawResult)>, seq: u64 },
+}
+
+impl Reply {
+    /// Whether nobody waits for the result any more (the handle or stream was dropped).
+    pub(crate) fn is_closed(&self) -> bool {
+        match self {
+            Reply::One(tx) => tx.is_closed(),
+            Reply::Stream { tx, .. } => tx.is_closed(),
+        }
+    }
+
+    pub(crate) fn send(self, result: RawResult) {
+        // A dropped receiver no longer wants the result.
+        match self {
+            Reply::One(tx) => {
+                let _ = tx.send(result);
+            }
+            Reply::Stream { tx, seq } => {
+                let _ = tx.send((seq, result));
+            }
+        }
+    }
+}
+
+impl Job {
+    pub(crate) fn resolve(self, result: RawResult) {
+        self.reply.send(result);
+    }
+}

@@ -1,0 +1,445 @@
+//! The pool: its shared state, task submission, `close` and `Drop`.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+
+use polyloop_wire::Task;
+use tokio::sync::{Notify, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::builder::{Config, PoolBuilder};
+use crate::connection::{RemoteRegistry, connect};
+use crate::error::Kind;
+use crate::job::{Job, RawResult, Reply, TaskKey};
+use crate::process::WorkerProc;
+use crate::scheduler::{QueueLoads, Scheduler};
+use crate::stats::{PoolStats, WorkerCounters};
+use crate::stream::{Inputs, MapStream, Order};
+use crate::{PoolError, TaskError};
+
+/// A pool of worker processes, each running its own tokio event loop.
+///
+/// Build one with [`Pool::builder`]. Every method that submits work returns at once; the work is
+/// queued and runs as workers have room. [`Pool::close`] drains the queues and stops the
+/// workers; dropping the pool without it kills and reaps them.
+#[derive(Debug)]
+pub struct Pool {
+    shared: Arc<Shared>,
+    supervisors: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// What the pool, its drivers, handles and streams share.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) shards: Vec<Shard>,
+    pub(crate) slots: Vec<Slot>,
+    scheduler: Box<dyn Scheduler>,
+    registry: Arc<RemoteRegistry>,
+    next_id: AtomicU64,
+    closing: AtomicBool,
+    /// Tasks queued or in flight; `close` waits for zero.
+    outstanding: AtomicUsize,
+    drained: Notify,
+}
+
+/// One queue and the workers bound to it.
+#[derive(Debug)]
+pub(crate) struct Shard {
+    pub(crate) queue_tx: async_channel::Sender<Job>,
+    pub(crate) queue: async_channel::Receiver<Job>,
+    pub(crate) in_flight: AtomicUsize,
+    pub(crate) n_workers: usize,
+}
+
+/// One worker position: it outlives the processes that fill it.
+#[derive(Debug)]
+pub(crate) struct Slot {
+    pub(crate) queue_idx: usize,
+    pub(crate) counters: WorkerCounters,
+    pub(crate) proc: Mutex<Option<Arc<WorkerProc>>>,
+    /// Asks the driver to cancel in-flight tasks nobody waits for any more.
+    pub(crate) sweep: Notify,
+}
+
+impl Shared {
+    /// Counts a task as resolved and hands it its result.
+    pub(crate) fn resolve(&self, job: Job, result: RawResult) {
+        job.resolve(result);
+        if self.outstanding.fetch_sub(1, Ordering::AcqRel) == 1
+            && self.closing.load(Ordering::Acquire)
+        {
+            self.drained.notify_waiters();
+        }
+    }
+
+    /// Queues a job, or resolves it at once if the pool is closed.
+    fn enqueue(&self, job: Job) {
+        if self.closing.load(Ordering::Acquire) {
+            let name = job.key.name;
+            return job.resolve(Err(TaskError::new(Kind::PoolClosed, name, "the pool is closed")));
+        }
+        self.outstanding.fetch_add(1, Ordering::AcqRel);
+        let shard = match self.shards.len() {
+            1 => &self.shards[0],
+            n => &self.shards[self.scheduler.pick(&QueueLoads { shards: &self.shards }) % n],
+        };
+        if let Err(err) = shard.queue_tx.try_send(job) {
+            let job = err.into_inner();
+            let msg = "the pool is closed";
+            let name = job.key.name;
+            self.resolve(job, Err(TaskError::new(Kind::PoolClosed, name, msg)));
+        }
+    }
+
+    /// Puts a job back in its queue after its worker died.
+    pub(crate) fn requeue(&self, queue_idx: usize, job: Job) {
+        if let Err(err) = self.shards[queue_idx].queue_tx.try_send(job) {
+            let job = err.into_inner();
+            let name = job.key.name;
+            self.resolve(job, Err(TaskError::new(Kind::Cancelled, name, "the pool was dropped")));
+        }
+    }
+
+    /// Encodes an input and submits it; an input that does not serialize fails on its own.
+    pub(crate) fn submit_raw<T: Task>(&self, input: &T::Input, reply: Reply) {
+        let key = TaskKey { name: T::NAME, fingerprint: T::fingerprint() };
+        match postcard::to_allocvec(input) {
+            Ok(input) => self.enqueue(Job { key, input, reply, retries: 0 }),
+            Err(err) => reply.send(Err(TaskError::new(
+                Kind::Serialization,
+                T::NAME,
+                format!("input failed to serialize: {err}"),
+            ))),
+        }
+    }
+
+    /// Checks that the workers know `T`, before queueing anything.
+    pub(crate) fn check_task<T: Task>(&self) -> Result<(), TaskError> {
+        self.registry
+            .index(T::NAME, T::fingerprint())
+            .map(drop)
+            .map_err(|msg| TaskError::new(Kind::UnknownTask, T::NAME, msg))
+    }
+
+    /// Asks every driver to cancel in-flight tasks whose result nobody waits for.
+    pub(crate) fn sweep(&self) {
+        for slot in &self.slots {
+            slot.sweep.notify_one();
+        }
+    }
+}
+
+impl Pool {
+    /// Starts configuring a pool.
+    pub fn builder() -> PoolBuilder {
+        PoolBuilder::default()
+    }
+
+    pub(crate) async fn start(
+        config: Config,
+        scheduler: Box<dyn Scheduler>,
+    ) -> Result<Pool, PoolError> {
+        if std::env::var_os(polyloop_wire::ENV_WORKER_FD).is_some() {
+            return Err(PoolError::InsideUnstartedWorker);
+        }
+        let n_queues = config.queue_count.min(config.processes).max(1);
+        let mut connecting = tokio::task::JoinSet::new();
+        for worker_idx in 0..config.processes {
+            let config = config.clone();
+            connecting.spawn(async move { (worker_idx, connect(&config, worker_idx).await) });
+        }
+        let mut connections: Vec<_> = (0..config.processes).map(|_| None).collect();
+        let mut failure = None;
+        while let Some(joined) = connecting.join_next().await {
+            match joined {
+                Ok((worker_idx, Ok(conn))) => connections[worker_idx] = Some(conn),
+                Ok((_, Err(err))) => failure = failure.or(Some(err)),
+                Err(err) => failure = failure.or(Some(PoolError::Io(std::io::Error::other(err)))),
+            }
+        }
+        if let Some(err) = failure {
+            for conn in connections.into_iter().flatten() {
+                conn.proc.kill_and_reap();
+            }
+            return Err(err);
+        }
+        let connections: Vec<_> = connections.into_iter().flatten().collect();
+        let registry = Arc::clone(&connections[0].registry);
+        let shards = (0..n_queues)
+            .map(|queue_idx| {
+                let (queue_tx, queue) = async_channel::unbounded();
+                let n_workers = (0..config.processes).filter(|w| w % n_queues == queue_idx).count();
+                Shard { queue_tx, queue, in_flight: AtomicUsize::new(0), n_workers }
+            })
+            .collect();
+        let slots = (0..config.processes)
+            .map(|worker_idx| Slot {
+                queue_idx: worker_idx % n_queues,
+                counters: WorkerCounters::default(),
+                proc: Mutex::new(None),
+                sweep: Notify::new(),
+            })
+            .collect();
+        let shared = Arc::new(Shared {
+            config,
+            shards,
+            slots,
+            scheduler,
+            registry,
+            next_id: AtomicU64::new(0),
+            closing: AtomicBool::new(false),
+            outstanding: AtomicUsize::new(0),
+            drained: Notify::new(),
+        });
+        let supervisors = connections
+            .into_iter()
+            .enumerate()
+            .map(|(worker_idx, conn)| {
+                shared.slots[worker_idx].install(&conn.proc);
+                tokio::spawn(crate::driver::supervise(Arc::clone(&shared), worker_idx, conn))
+            })
+            .collect();
+        Ok(Pool { shared, supervisors: Mutex::new(supervisors) })
+    }
+
+    /// Runs `task` on `input` in a worker; the returned handle resolves to its result.
+    ///
+    /// Dropping the handle before it resolves cancels the task in its worker.
+    pub fn submit<T: Task>(&self, _task: T, input: T::Input) -> TaskHandle<T::Output> {
+        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        match self.shared.check_task::<T>() {
+            Ok(()) => self.shared.submit_raw::<T>(&input, Reply::One(tx)),
+            Err(err) => {
+                let _ = tx.send(Err(err));
+            }
+        }
+        TaskHandle {
+            id,
+            task: T::NAME,
+            rx,
+            shared: Arc::clone(&self.shared),
+            done: false,
+            _out: std::marker::PhantomData,
+        }
+    }
+
+    /// Runs `task` on `input` in a worker and waits for its result.
+    pub async fn apply<T: Task>(&self, task: T, input: T::Input) -> Result<T::Output, TaskError> {
+        self.submit(task, input).await
+    }
+
+    /// Runs `task` on every input and returns the outputs in input order, or the first error
+    /// (the tasks still running are then cancelled).
+    ///
+    /// Inputs are pulled lazily: memory stays bounded however long the iterator is.
+    pub async fn map<T, I>(&self, task: T, inputs: I) -> Result<Vec<T::Output>, TaskError>
+    where
+        T: Task,
+        I: IntoIterator<Item = T::Input>,
+    {
+        let mut stream = self.map_stream(task, inputs);
+        let mut outputs = Vec::with_capacity(stream.size_hint_lower());
+        while let Some(result) =
+            std::future::poll_fn(|cx| Pin::new(&mut stream).poll_next_item(cx)).await
+        {
+            outputs.push(result?);
+        }
+        Ok(outputs)
+    }
+
+    /// Runs `task` on every input; the stream yields the results in input order.
+    ///
+    /// Inputs may be any `IntoIterator`, or a `Stream` wrapped in [`from_stream`](crate::from_stream).
+    /// Inputs are pulled only a bounded distance ahead of what the stream has yielded. Dropping
+    /// the stream cancels the tasks still running.
+    pub fn map_stream<T, I>(&self, task: T, inputs: I) -> MapStream<T, I::Source>
+    where
+        T: Task,
+        I: Inputs<T::Input>,
+    {
+        MapStream::new(task, Arc::clone(&self.shared), inputs.into_source(), Order::Ordered)
+    }
+
+    /// Runs `task` on every input; the stream yields each result as soon as it is ready.
+    pub fn map_unordered<T, I>(&self, task: T, inputs: I) -> MapStream<T, I::Source>
+    where
+        T: Task,
+        I: Inputs<T::Input>,
+    {
+        MapStream::new(task, Arc::clone(&self.shared), inputs.into_source(), Order::Unordered)
+    }
+
+    /// A snapshot of every worker's counters.
+    pub fn stats(&self) -> PoolStats {
+        let workers = self
+            .shared
+            .slots
+            .iter()
+            .enumerate()
+            .map(|(worker_idx, slot)| slot.counters.snapshot(worker_idx, slot.queue_idx))
+            .collect();
+        let queued = self.shared.shards.iter().map(|shard| shard.queue.len()).sum();
+        PoolStats { workers, queued }
+    }
+
+    /// Number of worker slots.
+    pub fn processes(&self) -> usize {
+        self.shared.slots.len()
+    }
+
+    /// Stops accepting tasks, waits for every queued and running task to finish, then shuts the
+    /// workers down and reaps them. Tasks submitted after `close` began fail with
+    /// [`TaskError::is_pool_closed`].
+    pub async fn close(&self) -> Result<(), PoolError> {
+        self.shared.closing.store(true, Ordering::Release);
+        loop {
+            let drained = self.shared.drained.notified();
+            if self.shared.outstanding.load(Ordering::Acquire) == 0 {
+                break;
+            }
+            drained.await;
+        }
+        for shard in &self.shared.shards {
+            shard.queue_tx.close();
+        }
+        let supervisors =
+            std::mem::take(&mut *self.supervisors.lock().unwrap_or_else(PoisonError::into_inner));
+        for supervisor in supervisors {
+            supervisor.await.map_err(|err| PoolError::Io(std::io::Error::other(err)))?;
+        }
+        Ok(())
+    }
+}
+
+impl Slot {
+    pub(crate) fn install(&self, proc: &Arc<WorkerProc>) {
+        self.counters.pid.store(proc.pid(), Ordering::Relaxed);
+        *self.proc.lock().unwrap_or_else(PoisonError::into_inner) = Some(Arc::clone(proc));
+    }
+
+    pub(crate) fn uninstall(&self) {
+        self.counters.pid.store(0, Ordering::Relaxed);
+        self.proc.lock().unwrap_or_else(PoisonError::into_inner).take();
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.shared.closing.store(true, Ordering::Release);
+        for supervisor in
+            self.supervisors.get_mut().unwrap_or_else(PoisonError::into_inner).drain(..)
+        {
+            supervisor.abort();
+        }
+        for slot in &self.shared.slots {
+            if let Some(proc) = slot.proc.lock().unwrap_or_else(PoisonError::into_inner).take() {
+                proc.kill_and_reap();
+            }
+        }
+        for shard in &self.shared.shards {
+            shard.queue_tx.close();
+            while let Ok(job) = shard.queue.try_recv() {
+                let name = job.key.name;
+                self.shared.resolve(
+                    job,
+                    Err(TaskError::new(Kind::Cancelled, name, "the pool was dropped")),
+                );
+            }
+        }
+    }
+}
+
+/// A task submitted with [`Pool::submit`]: a future of its result.
+///
+/// Dropping it before it resolves cancels the task in its worker.
+#[derive(Debug)]
+pub struct TaskHandle<O> {
+    id: u64,
+    task: &'static str,
+    rx: oneshot::Receiver<RawResult>,
+    shared: Arc<Shared>,
+    done: bool,
+    _out: std::marker::PhantomData<fn() -> O>,
+}
+
+impl<O> TaskHandle<O> {
+    /// An id unique among the tasks of this pool.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+}
+
+impl<O: serde::de::DeserializeOwned> Future for TaskHandle<O> {
+    type Output = Result<O, TaskError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let raw = match Pin::new(&mut self.rx).poll(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Ok(raw)) => raw,
+            Poll::Ready(Err(_)) => {
+                Err(TaskError::new(Kind::Cancelled, self.task, "the pool was dropped"))
+            }
+        };
+        self.done = true;
+        Poll::Ready(raw.and_then(|bytes| decode_output(self.task, &bytes)))
+    }
+}
+
+impl<O> Drop for TaskHandle<O> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.rx.close();
+            self.shared.sweep();
+        }
+    }
+}
+
+/// Decodes a task's output, which must use every byte.
+pub(crate) fn decode_output<O: serde::de::DeserializeOwned>(
+    task: &'static str,
+    bytes: &[u8],
+) -> Result<O, TaskError> {
+    match postcard::take_from_bytes::<O>(bytes) {
+        Ok((output, [])) => Ok(output),
+        Ok((_, rest)) => Err(TaskError::new(
+            Kind::Serialization,
+            task,
+            format!(
+                "output has {} trailing bytes (parent and worker disagree on its type)",
+                rest.len()
+            ),
+        )),
+        Err(err) => Err(TaskError::new(
+            Kind::Serialization,
+            task,
+            format!("output failed to deserialize: {err}"),
+        )),
+    }
+}
+
+/// Why [`spawn`] did not return a value.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SpawnError {
+    /// The worker process could not be started.
+    #[error(transparent)]
+    Start(#[from] PoolError),
+    /// The task failed.
+    #[error(transparent)]
+    Task(#[from] TaskError),
+}
+
+/// Runs one task in a fresh worker process, then stops and reaps the process.
+///
+/// Like aiomultiprocess's `Worker`: for a one-off job that should not share a process.
+pub async fn spawn<T: Task>(task: T, input: T::Input) -> Result<T::Output, SpawnError> {
+    let pool = Pool::builder().processes(1).child_concurrency(1).build().await?;
+    let result = pool.apply(task, input).await;
+    pool.close().await?;
+    Ok(result?)
+}
