@@ -1,0 +1,299 @@
+//! End-to-end tests of the pool through the facade, with real worker processes.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use futures_core::Stream;
+use polyloop::{Pool, Task};
+
+#[polyloop::task]
+async fn double(x: u64) -> u64 {
+    x * 2
+}
+
+#[polyloop::task]
+async fn add(a: u64, b: u64) -> u64 {
+    a + b
+}
+
+#[polyloop::task]
+async fn whoami(_i: u64) -> u32 {
+    std::process::id()
+}
+
+/// Sleeps, then reports its pid; for tests that need tasks to overlap.
+#[polyloop::task]
+async fn nap(millis: u64) -> u32 {
+    tokio::time::sleep(Duration::from_millis(millis)).await;
+    std::process::id()
+}
+
+static RUNNING: AtomicUsize = AtomicUsize::new(0);
+
+/// Reports how many tasks ran in this process at once while it ran, itself included.
+#[polyloop::task]
+async fn count_neighbours(millis: u64) -> (u32, usize) {
+    let now = RUNNING.fetch_add(1, Ordering::SeqCst) + 1;
+    tokio::time::sleep(Duration::from_millis(millis)).await;
+    let later = RUNNING.load(Ordering::SeqCst);
+    RUNNING.fetch_sub(1, Ordering::SeqCst);
+    (std::process::id(), now.max(later))
+}
+
+/// Blocks its thread (no await), like CPU-bound work.
+#[polyloop::task]
+async fn burn(millis: u64) -> u32 {
+    let until = std::time::Instant::now() + Duration::from_millis(millis);
+    while std::time::Instant::now() < until {
+        std::hint::spin_loop();
+    }
+    std::process::id()
+}
+
+static INIT_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[polyloop::task]
+async fn init_worker(tag: String) {
+    assert_eq!(tag, "ready");
+    INIT_RUNS.fetch_add(1, Ordering::SeqCst);
+}
+
+/// How many times the initializer ran in this process before this task.
+#[polyloop::task]
+async fn init_runs(_i: u64) -> (u32, usize) {
+    (std::process::id(), INIT_RUNS.load(Ordering::SeqCst))
+}
+
+async fn next<S: Stream + Unpin>(stream: &mut S) -> Option<S::Item> {
+    std::future::poll_fn(|cx| std::pin::Pin::new(&mut *stream).poll_next(cx)).await
+}
+
+fn alive(pid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+#[tokio::test]
+async fn map_returns_every_output_in_order() -> anyhow::Result<()> {
+    let pool = Pool::builder().processes(2).build().await?;
+    let outputs = pool.map(double, 0..100_000u64).await?;
+    assert_eq!(outputs.len(), 100_000);
+    assert!(outputs.iter().enumerate().all(|(i, &v)| v == 2 * i as u64));
+    pool.close().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn apply_with_several_arguments_and_unique_submit_ids() -> anyhow::Result<()> {
+    let pool = Pool::builder().processes(2).build().await?;
+    assert_eq!(pool.apply(add, (40, 2)).await?, 42);
+    assert_eq!(pool.apply(double, 21).await?, 42);
+    let handles: Vec<_> = (0..1000u64).map(|i| pool.submit(double, i)).collect();
+    let ids: HashSet<u64> = handles.iter().map(|h| h.id()).collect();
+    assert_eq!(ids.len(), 1000, "submit ids are unique");
+    for (i, handle) in handles.into_iter().enumerate() {
+        assert_eq!(handle.await?, 2 * i as u64);
+    }
+    pool.close().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn map_stream_is_ordered_and_map_unordered_yields_each_once() -> anyhow::Result<()> {
+    let pool = Pool::builder().processes(2).child_concurrency(8).build().await?;
+    // Later inputs sleep less, so they finish first: order must come from the stream.
+    let inputs = (0..40u64).map(|i| 40 - i);
+    let mut ordered = pool.map_stream(nap, inputs.clone());
+    let mut n = 0;
+    while let Some(result) = next(&mut ordered).await {
+        result?;
+        n += 1;
+    }
+    assert_eq!(n, 40);
+
+    let mut stream = pool.map_stream(double, 0..5_000u64);
+    let mut expected = 0;
+    while let Some(v) = next(&mut stream).await {
+        assert_eq!(v?, 2 * expected);
+        expected += 1;
+    }
+    assert_eq!(expected, 5_000);
+
+    let mut unordered = pool.map_unordered(double, 0..5_000u64);
+    let mut seen = HashSet::new();
+    while let Some(v) = next(&mut unordered).await {
+        assert!(seen.insert(v?), "each result once");
+    }
+    assert_eq!(seen, (0..5_000u64).map(|i| 2 * i).collect());
+    pool.close().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn streams_pull_inputs_a_bounded_distance_ahead() -> anyhow::Result<()> {
+    let pool = Pool::builder().processes(2).build().await?;
+    for unordered in [false, true] {
+        let pulled = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&pulled);
+        // An endless input: only laziness makes this finish.
+        let inputs = (0u64..).inspect(move |_| {
+            counter.fetch_add(1, Ordering::SeqCst);
+        });
+        let mut taken = 0u64;
+        if unordered {
+            let mut stream = pool.map_unordered(double, inputs);
+            let window = stream.window();
+            while taken < 3 * window {
+                next(&mut stream).await.expect("endless")?;
+                taken += 1;
+                assert!(pulled.load(Ordering::SeqCst) <= taken + window, "unordered ran ahead");
+            }
+        } else {
+            let mut stream = pool.map_stream(double, inputs);
+            let window = stream.window();
+            while taken < 3 * window {
+                assert_eq!(next(&mut stream).await.expect("endless")?, 2 * taken);
+                taken += 1;
+                assert!(pulled.load(Ordering::SeqCst) <= taken + window, "ordered ran ahead");
+            }
+        }
+    }
+    pool.close().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn child_concurrency_is_honoured() -> anyhow::Result<()> {
+    let pool = Pool::builder().processes(2).child_concurrency(4).build().await?;
+    let seen = pool.map(count_neighbours, std::iter::repeat_n(100, 32)).await?;
+    let max = seen.iter().map(|&(_, n)| n).max().unwrap_or(0);
+    assert_eq!(max, 4, "at most child_concurrency tasks run at once, and that many do");
+    pool.close().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn cpu_bound_work_reaches_every_child() -> anyhow::Result<()> {
+    let (processes, concurrency) = (2, 4);
+    let pool = Pool::builder().processes(processes).child_concurrency(concurrency).build().await?;
+    let pids = pool.map(burn, std::iter::repeat_n(30, processes * concurrency as usize)).await?;
+    let mut per_pid: HashMap<u32, usize> = HashMap::new();
+    for pid in pids {
+        *per_pid.entry(pid).or_default() += 1;
+    }
+    assert_eq!(per_pid.len(), processes, "every child got work: {per_pid:?}");
+    pool.close().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn queue_count_binds_workers_to_shards() -> anyhow::Result<()> {
+    let pool = Pool::builder().processes(4).queue_count(2).child_concurrency(2).build().await?;
+    let stats = pool.stats();
+    let queues: Vec<usize> = stats.workers.iter().map(|w| w.queue_idx).collect();
+    assert_eq!(queues, [0, 1, 0, 1]);
+    let pids: HashSet<u32> =
+        pool.map(nap, std::iter::repeat_n(20, 64)).await?.into_iter().collect();
+    assert_eq!(pids.len(), 4, "both queues and all their workers served");
+    let done: Vec<u64> = pool.stats().workers.iter().map(|w| w.tasks_done).collect();
+    assert_eq!(done.iter().sum::<u64>(), 64);
+    pool.close().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn max_tasks_per_child_recycles_exactly() -> anyhow::Result<()> {
+    let pool = Pool::builder().processes(2).max_tasks_per_child(10).build().await?;
+    let pids = pool.map(whoami, 0..200u64).await?;
+    let mut per_pid: HashMap<u32, usize> = HashMap::new();
+    for pid in pids {
+        *per_pid.entry(pid).or_default() += 1;
+    }
+    assert!(per_pid.values().all(|&n| n <= 10), "no worker ran more than 10: {per_pid:?}");
+    assert!(per_pid.len() >= 20, "200 tasks at 10 per worker need 20 workers: {}", per_pid.len());
+    let recycles: u64 = pool.stats().workers.iter().map(|w| w.recycles).sum();
+    assert!(recycles >= 18, "recycles counted: {recycles}");
+    pool.close().await?;
+    for pid in per_pid.keys() {
+        assert!(!alive(*pid), "recycled worker {pid} was reaped");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn initializer_runs_once_per_child_before_any_task() -> anyhow::Result<()> {
+    let pool = Pool::builder()
+        .processes(2)
+        .max_tasks_per_child(50)
+        .initializer(init_worker, "ready".to_owned())
+        .build()
+        .await?;
+    let seen = pool.map(init_runs, 0..300u64).await?;
+    assert!(seen.iter().all(|&(_, runs)| runs == 1), "initializer ran exactly once before tasks");
+    assert!(seen.iter().map(|&(pid, _)| pid).collect::<HashSet<_>>().len() >= 6);
+    pool.close().await?;
+
+    let failing =
+        Pool::builder().processes(1).initializer(init_worker, "wrong".to_owned()).build().await;
+    let err = failing.expect_err("a failing initializer fails build");
+    assert!(err.to_string().contains("initializer"), "{err}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn close_completes_queued_work() -> anyhow::Result<()> {
+    let pool = Pool::builder().processes(2).child_concurrency(2).build().await?;
+    let handles: Vec<_> = (0..40).map(|_| pool.submit(nap, 10)).collect();
+    pool.close().await?;
+    for handle in handles {
+        handle.await?;
+    }
+    let err = pool.apply(double, 1).await.expect_err("closed pool refuses work");
+    assert!(err.is_pool_closed(), "{err}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn dropping_the_pool_leaves_no_child() -> anyhow::Result<()> {
+    let pool = Pool::builder().processes(3).build().await?;
+    let handles: Vec<_> = (0..6).map(|_| pool.submit(nap, 60_000)).collect();
+    let pids: Vec<u32> = pool.stats().workers.iter().map(|w| w.pid).collect();
+    assert!(pids.iter().all(|&pid| pid != 0 && alive(pid)));
+    drop(pool);
+    for pid in &pids {
+        assert!(!alive(*pid), "worker {pid} is gone, not even a zombie");
+    }
+    for handle in handles {
+        let err = handle.await.expect_err("the pool was dropped");
+        assert!(err.is_cancelled(), "{err}");
+    }
+    Ok(())
+}
+
+/// A task the worker program does not register: implemented by hand, not with the macro.
+#[derive(Clone, Copy, Debug)]
+struct Unregistered;
+
+impl Task for Unregistered {
+    type Input = u64;
+    type Output = u64;
+    const NAME: &'static str = "tests::unregistered";
+    async fn run(x: u64) -> Result<u64, polyloop::RemoteError> {
+        Ok(x)
+    }
+}
+
+#[tokio::test]
+async fn unknown_task_is_a_clear_error() -> anyhow::Result<()> {
+    let pool = Pool::builder().processes(1).build().await?;
+    let err = pool.apply(Unregistered, 1).await.expect_err("unknown task");
+    assert!(err.is_unknown_task(), "{err}");
+    assert!(err.to_string().contains("tests::unregistered"), "{err}");
+    let err = pool.map(Unregistered, 0..10u64).await.expect_err("unknown task");
+    assert!(err.is_unknown_task(), "{err}");
+    // The pool still serves known tasks.
+    assert_eq!(pool.apply(double, 2).await?, 4);
+    pool.close().await?;
+    Ok(())
+}
