@@ -18,6 +18,10 @@ impl Samples {
         self.micros.push(elapsed.as_secs_f64() * 1e6);
     }
 
+    pub fn extend(&mut self, other: Samples) {
+        self.micros.extend(other.micros);
+    }
+
     pub fn len(&self) -> usize {
         self.micros.len()
     }

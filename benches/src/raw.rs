@@ -192,7 +192,8 @@ impl Peer {
             .spawn();
         drop(theirs);
         let child = child?;
-        let mut peer = Peer { child: Some(child), stream: ours, spawn_to_first_byte: Duration::ZERO };
+        let mut peer =
+            Peer { child: Some(child), stream: ours, spawn_to_first_byte: Duration::ZERO };
         let mut ready = [0u8; 1];
         peer.stream.read_exact(&mut ready)?;
         peer.spawn_to_first_byte = started.elapsed();

@@ -47,10 +47,10 @@ pub async fn noop_map(n: u64) -> f64 {
     let mut window = VecDeque::with_capacity(MAP_WINDOW);
     let mut out = Vec::with_capacity(n as usize);
     for x in 0..n {
-        if window.len() == MAP_WINDOW {
-            if let Some(handle) = window.pop_front() {
-                out.push(join(handle).await);
-            }
+        if window.len() == MAP_WINDOW
+            && let Some(handle) = window.pop_front()
+        {
+            out.push(join(handle).await);
         }
         window.push_back(tokio::spawn(noop(x)));
     }
@@ -100,7 +100,8 @@ pub async fn sleeps(n: u64, slots: usize, sleep: Duration) -> f64 {
 /// `n` CPU-bound tasks of `iters` spin iterations, spread over the runtime; seconds.
 pub async fn cpu(n: u64, iters: u64) -> f64 {
     let started = Instant::now();
-    let handles: Vec<_> = (0..n).map(|_| tokio::spawn(async move { measure::spin(iters) })).collect();
+    let handles: Vec<_> =
+        (0..n).map(|_| tokio::spawn(async move { measure::spin(iters) })).collect();
     for handle in handles {
         std::hint::black_box(join(handle).await);
     }

@@ -83,7 +83,10 @@ impl Report {
             // The labels of the report quote these derived figures.
             map.insert(
                 "sleep_ideal_s".into(),
-                number(self.params.sleep_ideal_s(self.params.sleep_tasks, self.params.sleep_concurrency)),
+                number(
+                    self.params
+                        .sleep_ideal_s(self.params.sleep_tasks, self.params.sleep_concurrency),
+                ),
             );
         }
         json!({

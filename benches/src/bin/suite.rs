@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use polyloop::Pool;
+use polyloop_benches::Params;
 use polyloop_benches::measure::{self, Progress};
 use polyloop_benches::raw::{self, Peer, PeerMode};
 use polyloop_benches::reference;
 use polyloop_benches::report::Report;
-use polyloop_benches::Params;
 use serde_bytes::ByteBuf;
 
 /// Returns its input: the cost of a task is then all overhead.
@@ -57,15 +57,19 @@ impl Args {
         while let Some(arg) = it.next() {
             match arg.to_str() {
                 Some("--quick") => args.quick = true,
-                Some("--json") => args.json = Some(it.next().context("--json needs a path")?.into()),
-                _ => anyhow::bail!("unknown argument {arg:?} (usage: suite [--quick] [--json <path>])"),
+                Some("--json") => {
+                    args.json = Some(it.next().context("--json needs a path")?.into())
+                }
+                _ => anyhow::bail!(
+                    "unknown argument {arg:?} (usage: suite [--quick] [--json <path>])"
+                ),
             }
         }
         Ok(args)
     }
 }
 
-const STEPS: usize = 12;
+const STEPS: usize = 9;
 
 #[polyloop::main]
 async fn main() -> anyhow::Result<()> {
@@ -81,7 +85,9 @@ async fn main() -> anyhow::Result<()> {
     pool::run_all(&params, &mut report, &mut progress).await;
 
     match &args.json {
-        Some(path) => report.write(path).with_context(|| format!("cannot write {}", path.display()))?,
+        Some(path) => {
+            report.write(path).with_context(|| format!("cannot write {}", path.display()))?
+        }
         None => println!("{:#}", report.to_json()),
     }
     eprintln!(
@@ -127,8 +133,10 @@ async fn raw_limits(params: &Params, report: &mut Report, progress: &mut Progres
     .await;
     match echo {
         Ok((rtt, rss, first_byte_ms)) => {
+            // Replaced by the figures interleaved with polyloop's apply when that workload runs.
             report.raw("socketpair_rtt_p50_us", rtt.quantile_us(0.5));
             report.raw("socketpair_rtt_p99_us", rtt.quantile_us(0.99));
+            report.raw("socketpair_rtt_alone_p50_us", rtt.quantile_us(0.5));
             report.raw("reexec_first_byte_ms", first_byte_ms);
             if let Some(rss) = rss {
                 report.raw("peer_rss_mib", rss.peak_mib);
@@ -174,7 +182,10 @@ async fn raw_limits(params: &Params, report: &mut Report, progress: &mut Progres
 }
 
 /// Awaits one workload with the run's time limit, so a hang fails the run instead of stalling it.
-async fn limited(params: &Params, work: impl Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+async fn limited(
+    params: &Params,
+    work: impl Future<Output = anyhow::Result<()>>,
+) -> anyhow::Result<()> {
     let limit = Duration::from_secs(params.workload_timeout_s);
     match tokio::time::timeout(limit, work).await {
         Ok(result) => result,
@@ -221,10 +232,9 @@ mod pool {
 
         progress.step("2. apply round trip, in-process reference");
         let (warmup, samples) = (params.apply_warmup, params.apply_samples);
-        if let Ok(rtt) = reference::isolated(workers, move || {
-            reference::apply_round_trips(warmup, samples)
-        })
-        .await
+        if let Ok(rtt) =
+            reference::isolated(workers, move || reference::apply_round_trips(warmup, samples))
+                .await
         {
             report.reference("apply_p50_us", rtt.quantile_us(0.5));
             report.reference("apply_p99_us", rtt.quantile_us(0.99));
@@ -235,11 +245,13 @@ mod pool {
         check(report, &["sleep_s", "sleep_vs_ideal"], outcome);
         let outcome = limited(params, sleeps(params, report, true)).await;
         check(report, &["sleep_many_s"], outcome);
-        let nap = Duration::from_millis(params.sleep_ms);
+        let pause = Duration::from_millis(params.sleep_ms);
         let (n, slots) = (params.sleep_tasks, workers * params.sleep_concurrency as usize);
-        let (many, many_slots) = (params.sleep_many, workers * params.sleep_many_concurrency as usize);
+        let (many, many_slots) =
+            (params.sleep_many, workers * params.sleep_many_concurrency as usize);
         if let Ok((s, m)) = reference::isolated(workers, move || async move {
-            (reference::sleeps(n, slots, nap).await, reference::sleeps(many, many_slots, nap).await)
+            let few = reference::sleeps(n, slots, pause).await;
+            (few, reference::sleeps(many, many_slots, pause).await)
         })
         .await
         {
@@ -321,22 +333,47 @@ mod pool {
         report.polyloop("noop_map_large", large);
         progress.note(&format!("polyloop: {small:.0} and {large:.0} tasks/s"));
 
+        // The raw round trip is measured again here, in blocks interleaved with polyloop's, so
+        // both see the same machine: on this VM a wake-up costs ~60 us while the other CPU idles
+        // (the hypervisor halts it) and a few microseconds while a neighbour keeps it busy.
+        let mut peer = on_thread(|| Ok(Peer::spawn(PeerMode::Echo, None)?)).await?;
         let mut rtt = measure::Samples::with_capacity(params.apply_samples);
-        for i in 0..params.apply_warmup + params.apply_samples {
-            let started = Instant::now();
-            let out = pool.apply(noop, i as u64).await?;
-            let elapsed = started.elapsed();
-            anyhow::ensure!(out == i as u64, "apply returned a wrong result");
-            if i >= params.apply_warmup {
+        let mut raw_rtt = measure::Samples::with_capacity(params.apply_samples);
+        for i in 0..params.apply_warmup {
+            pool.apply(noop, i as u64).await?;
+        }
+        const BLOCK: usize = 50;
+        let mut done = 0;
+        while done < params.apply_samples {
+            let k = BLOCK.min(params.apply_samples - done);
+            let (back, samples) = on_thread(move || {
+                let samples = peer.round_trips(5, k)?;
+                Ok((peer, samples))
+            })
+            .await?;
+            peer = back;
+            raw_rtt.extend(samples);
+            for i in done..done + k {
+                let started = Instant::now();
+                let out = pool.apply(noop, i as u64).await?;
+                let elapsed = started.elapsed();
+                anyhow::ensure!(out == i as u64, "apply returned a wrong result");
                 rtt.push(elapsed);
             }
+            done += k;
         }
+        on_thread(move || Ok(peer.finish()?)).await?;
         report.polyloop("apply_p50_us", rtt.quantile_us(0.5));
         report.polyloop("apply_p99_us", rtt.quantile_us(0.99));
+        report.raw("socketpair_rtt_p50_us", raw_rtt.quantile_us(0.5));
+        report.raw("socketpair_rtt_p99_us", raw_rtt.quantile_us(0.99));
         progress.note(&format!(
-            "polyloop apply: p50 {:.1} us, p99 {:.1} us",
+            "polyloop apply: p50 {:.1} us, p99 {:.1} us; raw round trip interleaved with it: \
+             p50 {:.1} us, p99 {:.1} us",
             rtt.quantile_us(0.5),
-            rtt.quantile_us(0.99)
+            rtt.quantile_us(0.99),
+            raw_rtt.quantile_us(0.5),
+            raw_rtt.quantile_us(0.99)
         ));
 
         let pids: Vec<u32> = pool.stats().workers.iter().map(|w| w.pid).collect();
@@ -344,7 +381,8 @@ mod pool {
         if cfg!(target_os = "linux") {
             let mut peak = 0.0f64;
             for pid in &pids {
-                let rss = measure::rss_of(*pid).with_context(|| format!("no /proc/{pid}/status"))?;
+                let rss =
+                    measure::rss_of(*pid).with_context(|| format!("no /proc/{pid}/status"))?;
                 peak = peak.max(rss.peak_mib);
             }
             report.polyloop("worker_rss_mib", peak);
@@ -389,7 +427,9 @@ mod pool {
         let pool = builder(params).build().await?;
         // One warm-up task per worker, so page faults of a fresh worker are not timed.
         let _: Vec<u64> = pool.map(burn, std::iter::repeat_n(iters / 20, params.processes)).await?;
-        for (key, n) in [("cpu_small_speedup", params.cpu_small), ("cpu_large_speedup", params.cpu_large)] {
+        for (key, n) in
+            [("cpu_small_speedup", params.cpu_small), ("cpu_large_speedup", params.cpu_large)]
+        {
             let serial = on_thread(move || {
                 let started = Instant::now();
                 for _ in 0..n {
@@ -420,7 +460,11 @@ mod pool {
         Ok(())
     }
 
-    async fn results(params: &Params, report: &mut Report, progress: &Progress) -> anyhow::Result<()> {
+    async fn results(
+        params: &Params,
+        report: &mut Report,
+        progress: &Progress,
+    ) -> anyhow::Result<()> {
         let pool = builder(params).build().await?;
         let bytes = params.result_bytes as u64;
         let inputs = |n: u64| (0..n).map(move |seed| (seed, bytes));
@@ -441,7 +485,11 @@ mod pool {
         Ok(())
     }
 
-    async fn startup(params: &Params, report: &mut Report, progress: &Progress) -> anyhow::Result<()> {
+    async fn startup(
+        params: &Params,
+        report: &mut Report,
+        progress: &Progress,
+    ) -> anyhow::Result<()> {
         let mut ready = Vec::new();
         let mut close = Vec::new();
         for _ in 0..params.startup_runs {
@@ -459,7 +507,11 @@ mod pool {
         Ok(())
     }
 
-    async fn sweep(params: &Params, report: &mut Report, progress: &Progress) -> anyhow::Result<()> {
+    async fn sweep(
+        params: &Params,
+        report: &mut Report,
+        progress: &Progress,
+    ) -> anyhow::Result<()> {
         for series in &params.sweep_series {
             for &concurrency in &params.sweep_concurrency {
                 let mut builder =
