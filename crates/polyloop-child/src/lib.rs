@@ -47,3 +47,6 @@ pub use worker::{WorkerError, serve};
 pub mod __private {
     pub use linkme;
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,283 @@
+//! Unit tests of the worker loop over an in-memory duplex: no processes.
+
+use std::time::Duration;
+
+use polyloop_wire::{
+    FrameBuffer, Limits, Outcome, PROTOCOL_VERSION, RemoteError, RuntimeFlavor, Task, TaskBatch,
+    ToChild, ToParent, Welcome, WorkerConfig, decode_to_parent, encode_frame,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+
+use crate::{Registry, TaskEntry, serve};
+
+#[derive(Clone, Copy)]
+struct Double;
+impl Task for Double {
+    type Input = u64;
+    type Output = u64;
+    const NAME: &'static str = "t::double";
+    async fn run(x: u64) -> Result<u64, RemoteError> {
+        Ok(x * 2)
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Fails;
+impl Task for Fails {
+    type Input = String;
+    type Output = ();
+    const NAME: &'static str = "t::fails";
+    async fn run(msg: String) -> Result<(), RemoteError> {
+        Err(RemoteError { message: msg, chain: vec!["cause".into()] })
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Panics;
+impl Task for Panics {
+    type Input = ();
+    type Output = ();
+    const NAME: &'static str = "t::panics";
+    async fn run(_: ()) -> Result<(), RemoteError> {
+        panic!("kaboom")
+    }
+}
+
+/// Sleeps; reports how many sleepers were running when it started.
+#[derive(Clone, Copy)]
+struct Sleep;
+static SLEEPING: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+impl Task for Sleep {
+    type Input = u64;
+    type Output = u32;
+    const NAME: &'static str = "t::sleep";
+    async fn run(ms: u64) -> Result<u32, RemoteError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let running = SLEEPING.fetch_add(1, SeqCst) + 1;
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        SLEEPING.fetch_sub(1, SeqCst);
+        Ok(running)
+    }
+}
+
+/// Sleeps without counting, for the cancellation tests (tests run in parallel).
+#[derive(Clone, Copy)]
+struct Wait;
+impl Task for Wait {
+    type Input = u64;
+    type Output = ();
+    const NAME: &'static str = "t::wait";
+    async fn run(ms: u64) -> Result<(), RemoteError> {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        Ok(())
+    }
+}
+
+static ENTRIES: [TaskEntry; 5] = [
+    TaskEntry::of::<Double>(),
+    TaskEntry::of::<Fails>(),
+    TaskEntry::of::<Panics>(),
+    TaskEntry::of::<Sleep>(),
+    TaskEntry::of::<Wait>(),
+];
+
+struct Parent {
+    io: DuplexStream,
+    frames: FrameBuffer,
+}
+
+impl Parent {
+    async fn send(&mut self, msg: &ToChild<'_>) {
+        let mut out = Vec::new();
+        encode_frame(msg, &mut out, &Limits::default()).unwrap();
+        self.io.write_all(&out).await.unwrap();
+    }
+
+    async fn send_tasks(&mut self, tasks: &[(u32, u32, Vec<u8>)]) {
+        let mut batch = TaskBatch::default();
+        for (slot, task, input) in tasks {
+            batch.push(*slot, *task, input);
+        }
+        let mut out = Vec::new();
+        batch.finish_into(&mut out, &Limits::default()).unwrap();
+        self.io.write_all(&out).await.unwrap();
+    }
+
+    /// The next message, decoded into owned results: (slot, outcome as text).
+    async fn recv(&mut self) -> Option<Received> {
+        loop {
+            if let Some(payload) = self.frames.next_frame().unwrap() {
+                return Some(match decode_to_parent(payload, &Limits::default()).unwrap() {
+                    ToParent::Hello(hello) => Received::Hello(hello),
+                    ToParent::Results(results) => Received::Results(
+                        results.into_iter().map(|r| (r.slot, format!("{:?}", r.outcome))).collect(),
+                    ),
+                });
+            }
+            let n = self.io.read(self.frames.spare()).await.unwrap();
+            if n == 0 {
+                return None;
+            }
+            self.frames.filled(n);
+        }
+    }
+
+    async fn results(&mut self, n: usize) -> Vec<(u32, String)> {
+        let mut all = Vec::new();
+        while all.len() < n {
+            match self.recv().await {
+                Some(Received::Results(results)) => all.extend(results),
+                other => panic!("expected results, got {other:?}"),
+            }
+        }
+        all.sort();
+        all
+    }
+}
+
+#[derive(Debug)]
+enum Received {
+    Hello(polyloop_wire::Hello),
+    Results(Vec<(u32, String)>),
+}
+
+fn welcome(concurrency: u32, timeout_ms: Option<u64>) -> ToChild<'static> {
+    let limits = Limits::default();
+    ToChild::Welcome(Welcome {
+        protocol_version: PROTOCOL_VERSION,
+        config: WorkerConfig {
+            worker_idx: 0,
+            child_concurrency: concurrency,
+            runtime: RuntimeFlavor::CurrentThread,
+            task_timeout_ms: timeout_ms,
+            max_frame_len: limits.max_frame_len,
+            max_batch_len: limits.max_batch_len,
+        },
+        initializer: None,
+    })
+}
+
+async fn start(
+    concurrency: u32,
+    timeout_ms: Option<u64>,
+) -> (Parent, tokio::task::JoinHandle<Result<(), crate::WorkerError>>) {
+    crate::panic::install_hook();
+    let (parent, child) = tokio::io::duplex(1 << 20);
+    let worker = tokio::spawn(serve(child, Registry::new(&ENTRIES)));
+    let mut parent = Parent { io: parent, frames: FrameBuffer::new(Limits::default()) };
+    parent.send(&welcome(concurrency, timeout_ms)).await;
+    match parent.recv().await {
+        Some(Received::Hello(hello)) => {
+            assert_eq!(hello.protocol_version, PROTOCOL_VERSION);
+            let names: Vec<_> = hello.tasks.iter().map(|t| t.name.as_str()).collect();
+            assert_eq!(names, ["t::double", "t::fails", "t::panics", "t::sleep", "t::wait"]);
+            assert_eq!(hello.tasks[0].fingerprint, Double::fingerprint());
+        }
+        other => panic!("expected hello, got {other:?}"),
+    }
+    (parent, worker)
+}
+
+fn enc<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    postcard::to_allocvec(value).unwrap()
+}
+
+#[tokio::test]
+async fn runs_a_batch_and_reports_every_kind_of_outcome() {
+    let (mut parent, worker) = start(16, None).await;
+    parent
+        .send_tasks(&[
+            (0, 0, enc(&21u64)),
+            (1, 1, enc(&"nope".to_owned())),
+            (2, 2, enc(&())),
+            (3, 9, enc(&())),
+            (4, 0, vec![0xff; 11]),
+            (5, 0, enc(&(1u64, 2u64))),
+        ])
+        .await;
+    let results = parent.results(6).await;
+    assert_eq!(results[0], (0, format!("{:?}", Outcome::Ok(&enc(&42u64)))));
+    assert!(
+        results[1].1.contains("Failed")
+            && results[1].1.contains("nope")
+            && results[1].1.contains("cause")
+    );
+    assert!(
+        results[2].1.contains("Panicked") && results[2].1.contains("kaboom"),
+        "{}",
+        results[2].1
+    );
+    assert_eq!(results[3], (3, "UnknownTask(9)".to_owned()));
+    assert!(results[4].1.contains("Serialization"), "{}", results[4].1);
+    assert!(results[5].1.contains("trailing bytes"), "{}", results[5].1);
+    // The worker lives on after all that.
+    parent.send_tasks(&[(0, 0, enc(&1u64))]).await;
+    assert_eq!(parent.results(1).await[0].0, 0);
+    parent.send(&ToChild::Shutdown).await;
+    assert!(parent.recv().await.is_none(), "shutdown closes the stream");
+    worker.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn honours_concurrency_and_batches_results() {
+    let (mut parent, worker) = start(3, None).await;
+    let tasks: Vec<_> = (0..9).map(|slot| (slot, 3, enc(&20u64))).collect();
+    parent.send_tasks(&tasks).await;
+    let results = parent.results(9).await;
+    // Each sleeper saw at most 3 sleepers running (itself included).
+    for (slot, outcome) in &results {
+        let running: u32 = outcome
+            .strip_prefix("Ok([")
+            .and_then(|s| s.strip_suffix("])"))
+            .map(|s| s.parse().unwrap())
+            .unwrap_or_else(|| panic!("slot {slot}: {outcome} ({max_running:?})"));
+        assert!(running <= 3, "slot {slot} saw {running} running");
+    }
+    parent.send(&ToChild::Shutdown).await;
+    worker.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn cancel_and_timeout_reach_the_task() {
+    let (mut parent, worker) = start(4, Some(50)).await;
+    parent.send_tasks(&[(0, 4, enc(&10_000u64)), (1, 4, enc(&10_000u64))]).await;
+    parent.send(&ToChild::Cancel(vec![0, 77])).await;
+    let results = parent.results(2).await;
+    assert_eq!(results, [(0, "Cancelled".to_owned()), (1, "TimedOut".to_owned())]);
+    parent.send(&ToChild::Shutdown).await;
+    worker.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn parent_gone_ends_the_worker() {
+    let (parent, worker) = start(4, None).await;
+    drop(parent);
+    worker.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn garbage_and_version_mismatch_are_errors_not_panics() {
+    let (mut parent, worker) = start(4, None).await;
+    parent.io.write_all(&[5, 0, 0, 0, 0xde, 0xad, 0xbe, 0xef, 0x99]).await.unwrap();
+    let err = worker.await.unwrap().expect_err("garbage is an error");
+    assert!(matches!(err, crate::WorkerError::Wire(_)), "{err:?}");
+
+    let (parent_io, child) = tokio::io::duplex(1 << 16);
+    let worker = tokio::spawn(serve(child, Registry::new(&ENTRIES)));
+    let mut parent = Parent { io: parent_io, frames: FrameBuffer::new(Limits::default()) };
+    let mut payload = enc(&welcome(1, None));
+    payload[1] = (PROTOCOL_VERSION + 1) as u8;
+    let mut frame = (payload.len() as u32).to_le_bytes().to_vec();
+    frame.extend_from_slice(&payload);
+    parent.io.write_all(&frame).await.unwrap();
+    // The worker answers with its own version so the parent can name both, then stops.
+    let mut raw = Vec::new();
+    parent.io.read_to_end(&mut raw).await.unwrap();
+    let (reply, _) = polyloop_wire::split_frame(&raw, &Limits::default()).unwrap().unwrap();
+    assert_eq!(polyloop_wire::peek_protocol_version(reply).unwrap(), PROTOCOL_VERSION);
+    let err = worker.await.unwrap().expect_err("version mismatch is an error");
+    assert!(
+        err.to_string().contains("invalid frame") || format!("{err:?}").contains("VersionMismatch"),
+        "{err:?}"
+    );
+}
