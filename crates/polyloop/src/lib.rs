@@ -69,10 +69,12 @@ pub use polyloop_wire as wire;
 /// `main` on Linux and macOS anyway; calling it again is harmless.
 ///
 /// ```no_run
-/// fn main() {
-///     polyloop::init();
-///     // ... build a runtime and a pool ...
-/// }
+/// polyloop::init(); // first thing in main
+/// let runtime = tokio::runtime::Runtime::new().unwrap();
+/// runtime.block_on(async {
+///     let pool = polyloop::Pool::builder().build().await.unwrap();
+///     pool.close().await.unwrap();
+/// });
 /// ```
 pub fn init() {
     polyloop_child::worker_hook();
