@@ -1,7 +1,10 @@
 //! The worker loop: handshake, then run tasks as they arrive and send results back in batches.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use polyloop_wire::{
@@ -9,7 +12,7 @@ use polyloop_wire::{
     ToParent, Welcome, WireError, decode_to_child, encode_frame,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::AbortHandle;
 
 use crate::Registry;
@@ -131,6 +134,9 @@ where
     });
     let permits = Arc::new(Semaphore::new(config.child_concurrency.max(1) as usize));
     let timeout = config.task_timeout_ms.map(Duration::from_millis);
+    // On one thread a task's first poll costs the same wherever it runs, so run it here; on a
+    // multi-threaded runtime that would serialize tasks other threads could run.
+    let inline_first_poll = config.runtime == polyloop_wire::RuntimeFlavor::CurrentThread;
     let writer_task = tokio::spawn(write_results(writer, Arc::clone(&shared)));
 
     loop {
@@ -143,27 +149,47 @@ where
         while let Some(payload) = frames.next_frame()? {
             match decode_to_child(payload, &limits)? {
                 ToChild::Tasks(tasks) => {
-                    let mut state = shared.lock();
+                    let waker = std::future::poll_fn(|cx| Poll::Ready(cx.waker().clone())).await;
+                    let mut cx = Context::from_waker(&waker);
                     for task in tasks {
-                        let outcome = match registry.entry(task.task) {
+                        let started = match registry.entry(task.task) {
                             None => Err(Outcome::UnknownTask(task.task)),
                             Some(entry) => (entry.run)(task.input).map_err(Outcome::Serialization),
                         };
-                        match outcome {
-                            Ok(future) => {
-                                let handle = tokio::spawn(run_one(
-                                    task.slot,
-                                    future,
-                                    Arc::clone(&shared),
-                                    Arc::clone(&permits),
-                                    timeout,
-                                ));
-                                // Inserted under the lock the task needs to report, so its result
-                                // always finds its entry.
-                                state.running.insert(task.slot, handle.abort_handle());
+                        let future = match started {
+                            Ok(future) => future,
+                            Err(outcome) => {
+                                shared.push_locked(&mut shared.lock(), task.slot, &outcome);
+                                continue;
                             }
-                            Err(outcome) => shared.push_locked(&mut state, task.slot, &outcome),
+                        };
+                        let mut caught = CatchUnwind::new(future);
+                        let permit = Arc::clone(&permits).try_acquire_owned().ok();
+                        if permit.is_some() && inline_first_poll {
+                            // Fast path: most short tasks finish on their first poll, and then
+                            // need no task of their own. One that does not is spawned, and its
+                            // first poll there registers its own waker.
+                            if let Poll::Ready(result) = Pin::new(&mut caught).poll(&mut cx) {
+                                shared.push_locked(
+                                    &mut shared.lock(),
+                                    task.slot,
+                                    &outcome_of(&result),
+                                );
+                                continue;
+                            }
                         }
+                        let mut state = shared.lock();
+                        let handle = tokio::spawn(run_one(
+                            task.slot,
+                            caught,
+                            permit,
+                            Arc::clone(&shared),
+                            Arc::clone(&permits),
+                            timeout,
+                        ));
+                        // Inserted under the lock the task needs to report, so its result always
+                        // finds its entry.
+                        state.running.insert(task.slot, handle.abort_handle());
                     }
                 }
                 ToChild::Cancel(slots) => {
@@ -220,14 +246,17 @@ async fn run_initializer(
 
 async fn run_one(
     slot: u32,
-    future: crate::TaskFuture,
+    caught: CatchUnwind<crate::TaskFuture>,
+    permit: Option<OwnedSemaphorePermit>,
     shared: Arc<Shared>,
     permits: Arc<Semaphore>,
     timeout: Option<Duration>,
 ) {
     // The semaphore is never closed, so acquiring only waits.
-    let _permit = permits.acquire().await;
-    let caught = CatchUnwind::new(future);
+    let _permit = match permit {
+        Some(permit) => Some(permit),
+        None => permits.acquire_owned().await.ok(),
+    };
     let result = match timeout {
         Some(limit) => tokio::time::timeout(limit, caught).await.ok(),
         None => Some(caught.await),
@@ -238,9 +267,16 @@ async fn run_one(
     }
     match result {
         None => shared.push_locked(&mut state, slot, &Outcome::TimedOut),
-        Some(Err(panic)) => shared.push_locked(&mut state, slot, &Outcome::Panicked(panic)),
-        Some(Ok(Err(failure))) => shared.push_locked(&mut state, slot, &failure.as_outcome()),
-        Some(Ok(Ok(output))) => shared.push_locked(&mut state, slot, &Outcome::Ok(&output)),
+        Some(result) => shared.push_locked(&mut state, slot, &outcome_of(&result)),
+    }
+}
+
+/// The wire outcome of a finished task.
+fn outcome_of(result: &Result<Result<Vec<u8>, crate::registry::Failure>, String>) -> Outcome<'_> {
+    match result {
+        Err(panic) => Outcome::Panicked(panic.clone()),
+        Ok(Err(failure)) => failure.as_outcome(),
+        Ok(Ok(output)) => Outcome::Ok(output),
     }
 }
 

@@ -48,13 +48,28 @@ pub(crate) struct Config {
     pub(crate) handshake_timeout: Duration,
 }
 
+/// The most tasks the adaptive prefetch lets a worker hold beyond its concurrency.
+pub(crate) const MAX_ADAPTIVE_PREFETCH: usize = 2048;
+
 impl Config {
-    /// Tasks a worker may hold at once: its concurrency plus a small prefetch, so it never idles
-    /// waiting for the parent but never hoards work another worker could start.
-    pub(crate) fn credit(&self) -> usize {
-        let concurrency = self.child_concurrency.max(1);
-        let prefetch = self.prefetch.unwrap_or(concurrency.div_ceil(4)).min(concurrency);
-        (concurrency + prefetch) as usize
+    /// The range the prefetch (tasks a worker holds beyond its concurrency) moves in.
+    ///
+    /// It starts small, so a worker never hoards work another could start, and grows while
+    /// tasks come back quickly, so that tiny tasks travel in large batches. With a task timeout
+    /// it stays at most the concurrency, which bounds how long a healthy worker can hold a task
+    /// (the watchdog relies on that). An explicit `prefetch` fixes it.
+    pub(crate) fn prefetch_range(&self) -> (usize, usize) {
+        let concurrency = self.child_concurrency.max(1) as usize;
+        match self.prefetch {
+            Some(fixed) => (fixed as usize, fixed as usize),
+            None if self.task_timeout.is_some() => (concurrency.div_ceil(4), concurrency),
+            None => (concurrency.div_ceil(4), MAX_ADAPTIVE_PREFETCH.max(concurrency)),
+        }
+    }
+
+    /// The most tasks a worker can ever hold: for sizing stream windows.
+    pub(crate) fn max_credit(&self) -> usize {
+        self.child_concurrency.max(1) as usize + self.prefetch_range().1
     }
 }
 
@@ -94,8 +109,9 @@ impl PoolBuilder {
         self
     }
 
-    /// Tasks a worker may hold beyond its concurrency, ready to start the moment a running task
-    /// ends (default: a quarter of the concurrency, at most the concurrency).
+    /// Fixes how many tasks a worker may hold beyond its concurrency, ready to start the moment a
+    /// running task ends. By default this adapts: a quarter of the concurrency while tasks are
+    /// long, growing to thousands while they are short.
     pub fn prefetch(mut self, n: u32) -> Self {
         self.config.prefetch = Some(n);
         self

@@ -87,7 +87,10 @@ struct Driver<'a> {
     slab: Vec<Option<InFlight>>,
     free: Vec<u32>,
     n_in_flight: usize,
-    credit: usize,
+    concurrency: usize,
+    /// Tasks the worker may hold beyond its concurrency; adapts within `prefetch_range`.
+    prefetch: usize,
+    prefetch_range: (usize, usize),
     /// Tasks sent to this process, for `max_tasks_per_child`.
     sent_total: u64,
     batch: TaskBatch,
@@ -112,13 +115,31 @@ impl<'a> Driver<'a> {
             slab: Vec::new(),
             free: Vec::new(),
             n_in_flight: 0,
-            credit: shared.config.credit(),
+            concurrency: shared.config.child_concurrency.max(1) as usize,
+            prefetch: shared.config.prefetch_range().0,
+            prefetch_range: shared.config.prefetch_range(),
             sent_total: 0,
             batch: TaskBatch::default(),
             out: Vec::new(),
             sends: VecDeque::new(),
             killed_for_timeout: None,
             broken: None,
+        }
+    }
+
+    fn credit(&self) -> usize {
+        self.concurrency + self.prefetch
+    }
+
+    /// Grows the prefetch while tasks come back within a couple of milliseconds of being sent
+    /// (they are short: bigger batches pay), shrinks it when they take long (they are heavy:
+    /// holding many would starve the other workers).
+    fn adapt_prefetch(&mut self, mean_latency: Duration) {
+        let (min, max) = self.prefetch_range;
+        if mean_latency < Duration::from_millis(2) {
+            self.prefetch = (self.prefetch * 2).clamp(min, max);
+        } else if mean_latency > Duration::from_millis(20) {
+            self.prefetch = (self.prefetch / 2).clamp(min, max);
         }
     }
 
@@ -135,7 +156,7 @@ impl<'a> Driver<'a> {
         loop {
             let can_take = !shutdown_sent
                 && queue_open
-                && self.n_in_flight < self.credit
+                && self.n_in_flight < self.credit()
                 && self.budget_left() > 0;
             if !can_take && !shutdown_sent && self.n_in_flight == 0 {
                 // Out of budget, or the pool is closing and our queue is empty: stop in order.
@@ -169,8 +190,9 @@ impl<'a> Driver<'a> {
                 () = self.slot.sweep.notified() => self.sweep(&mut conn).await,
                 job = self.shard.queue.recv(), if can_take => match job {
                     Ok(job) => {
-                        self.take(job, &conn);
-                        self.take_more(&conn);
+                        let now = Instant::now();
+                        self.take(job, &conn, now);
+                        self.take_more(&conn, now);
                         self.flush(&mut conn).await;
                     }
                     Err(_) => queue_open = false,
@@ -184,7 +206,7 @@ impl<'a> Driver<'a> {
     }
 
     /// Adds one job to the batch being built, or resolves it at once if it cannot run.
-    fn take(&mut self, job: Job, conn: &Connection) {
+    fn take(&mut self, job: Job, conn: &Connection, now: Instant) {
         if job.reply.is_closed() {
             let name = job.key.name;
             return self
@@ -221,7 +243,6 @@ impl<'a> Driver<'a> {
             }
         };
         self.batch.push(slot, index, &job.input);
-        let now = Instant::now();
         self.slab[slot as usize] = Some(InFlight { job, sent_at: now, cancel_sent: false });
         if self.shared.config.task_timeout.is_some() {
             self.sends.push_back((slot, now));
@@ -234,15 +255,14 @@ impl<'a> Driver<'a> {
 
     /// Takes what is queued, up to this worker's credit, budget and fair share: with several
     /// idle workers on one queue, each takes its part, so CPU-bound work spreads.
-    fn take_more(&mut self, conn: &Connection) {
+    fn take_more(&mut self, conn: &Connection, now: Instant) {
         let queued = self.shard.queue.len();
         let fair_share = (queued + 1).div_ceil(self.shard.n_workers).max(1);
-        let room =
-            (self.credit - self.n_in_flight.min(self.credit)).min(fair_share.saturating_sub(1));
+        let room = self.credit().saturating_sub(self.n_in_flight).min(fair_share.saturating_sub(1));
         let room = room.min(usize::try_from(self.budget_left()).unwrap_or(usize::MAX));
         for _ in 0..room {
             match self.shard.queue.try_recv() {
-                Ok(job) => self.take(job, conn),
+                Ok(job) => self.take(job, conn, now),
                 Err(_) => break,
             }
         }
@@ -265,8 +285,14 @@ impl<'a> Driver<'a> {
         while let Some(payload) = conn.frames.next_frame()? {
             match decode_to_parent(payload, &conn.limits)? {
                 ToParent::Results(results) => {
+                    let now = Instant::now();
+                    let mut latency = Duration::ZERO;
+                    let n = results.len();
                     for result in results {
-                        self.complete(result)?;
+                        latency += self.complete(result, now)?;
+                    }
+                    if n > 0 {
+                        self.adapt_prefetch(latency / n as u32);
                     }
                 }
                 ToParent::Hello(_) => return Err(WireError::Unexpected("a second handshake")),
@@ -275,7 +301,8 @@ impl<'a> Driver<'a> {
         Ok(())
     }
 
-    fn complete(&mut self, result: ResultFrame<'_>) -> Result<(), WireError> {
+    /// Routes one result to its waiter; returns how long the task was in flight.
+    fn complete(&mut self, result: ResultFrame<'_>, now: Instant) -> Result<Duration, WireError> {
         let Some(in_flight) = self.slab.get_mut(result.slot as usize).and_then(Option::take) else {
             return Err(WireError::Unexpected("a result for a task it does not hold"));
         };
@@ -308,7 +335,7 @@ impl<'a> Driver<'a> {
             if raw.is_ok() { &self.slot.counters.done } else { &self.slot.counters.failed };
         counter.fetch_add(1, Ordering::Relaxed);
         self.shared.resolve(in_flight.job, raw);
-        Ok(())
+        Ok(now.saturating_duration_since(in_flight.sent_at))
     }
 
     fn release(&mut self) {

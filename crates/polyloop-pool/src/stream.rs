@@ -129,8 +129,8 @@ impl<T: Task, S> fmt::Debug for MapStream<T, S> {
 
 impl<T: Task, S: InputSource<T::Input>> MapStream<T, S> {
     pub(crate) fn new(_task: T, shared: Arc<Shared>, source: S, order: Order) -> Self {
-        let credit = shared.config.credit() as u64;
-        let window = (4 * shared.slots.len() as u64 * credit).max(64);
+        let credit = shared.config.max_credit() as u64;
+        let window = (2 * shared.slots.len() as u64 * credit).max(64);
         let (tx, rx) = mpsc::unbounded_channel();
         MapStream {
             shared,
