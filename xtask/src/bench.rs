@@ -85,6 +85,14 @@ pub(crate) fn run(config: Config) -> anyhow::Result<ExitCode> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let paths = Paths::discover(&cargo)?;
     let started = Instant::now();
+    let load_before = load_average();
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from) as f64;
+    if let Some(load) = load_before.filter(|load| *load > 0.25 * cpus) {
+        eprintln!(
+            "xtask: the load average is {load:.2} on {cpus} CPUs: other work shares this machine, \
+             so absolute figures will be noisy"
+        );
+    }
 
     let suite_json = paths.out_dir.join("suite.json");
     // A stale file must never pass for this run's figures.
@@ -106,7 +114,8 @@ pub(crate) fn run(config: Config) -> anyhow::Result<ExitCode> {
 
     let python_doc = if config.compare_python { run_python(&config, &paths)? } else { None };
 
-    let report = table::Report::new(&config, &suite_doc, python_doc.as_ref(), machine_info());
+    let machine = machine_info(load_before, load_average());
+    let report = table::Report::new(&config, &suite_doc, python_doc.as_ref(), machine);
     let markdown = report.markdown();
     println!("{}", report.terminal_table());
 
@@ -176,8 +185,14 @@ fn run_python(config: &Config, paths: &Paths) -> anyhow::Result<Option<Json>> {
     }
 }
 
+/// The one-minute load average, which tells whether other work shared the machine.
+fn load_average() -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    text.split_whitespace().next()?.parse().ok()
+}
+
 /// A few facts about the machine, for the report's header.
-fn machine_info() -> Json {
+fn machine_info(load_before: Option<f64>, load_after: Option<f64>) -> Json {
     let cpus = std::thread::available_parallelism().map_or(0, usize::from);
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .map_or_else(|_| std::env::consts::OS.to_owned(), |s| s.trim().to_owned());
@@ -207,5 +222,7 @@ fn machine_info() -> Json {
         ("kernel", Json::str(kernel)),
         ("commit", Json::str(commit)),
         ("unix_time", Json::num(unix_time)),
+        ("load_before", Json::opt_num(load_before)),
+        ("load_after", Json::opt_num(load_after)),
     ])
 }

@@ -397,6 +397,21 @@ impl<'a> Report<'a> {
             text("commit"),
             processes.map_or_else(|| "?".to_owned(), |p| format!("{p:.0}")),
         );
+        let load = |key: &str| self.machine.get(key).and_then(Json::as_f64);
+        if let (Some(before), Some(after)) = (load("load_before"), load("load_after")) {
+            let _ = write!(
+                md,
+                "One-minute load average {before:.2} before the run, {after:.2} after it (the run's own \
+                 load included)."
+            );
+            if before > 0.25 * cpus.max(1.0) {
+                md.push_str(
+                    " Other work was running when it started: absolute figures are noisy, ratios \
+                     taken within the run less so.",
+                );
+            }
+            md.push_str("\n\n");
+        }
         if self.quick {
             md.push_str(
                 "**Quick run**: sizes are reduced; these figures prove the harness works and do \
