@@ -52,27 +52,15 @@ pub enum Scope {
     AllHosts,
 }
 
-impl Scope {
-    /// Whether a link from `page` to `link` is followed.
-    pub fn follows_link(self, page: &Url, link: &Url) -> bool {
-        self == Scope::AllHosts || page.host_str() == link.host_str()
-    }
-
-    /// Whether a redirect from `from`, found at `depth`, to `to` is followed.
-    pub fn follows_redirect(self, depth: u32, from: &Url, to: &Url) -> bool {
-        depth == 0 || self.follows_link(from, to)
-    }
-}
-
 /// What the crawl reports as it goes, in the order it happens.
 #[derive(Debug)]
 pub enum Event<'a> {
     /// An HTML page was parsed; `links` are all its http(s) links, followed or not.
     Page {
         /// The page.
-        url: &'a Url,
-        /// Its links, each once.
-        links: &'a [Url],
+        url: &'a str,
+        /// Its links, each once, normalized (as [`Url`] writes them).
+        links: &'a [String],
     },
     /// A URL failed; the crawl goes on.
     Error {
@@ -121,6 +109,10 @@ impl Summary {
     pub fn pages_per_sec(&self) -> f64 {
         self.fetched as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
+
+    fn count_error(&mut self, kind: ErrorKind) {
+        *self.errors.entry(kind).or_default() += 1;
+    }
 }
 
 /// Crawl from `seeds`, fetching each URL at most once through `source`, and report as it goes to
@@ -138,7 +130,7 @@ pub async fn crawl<S: PageSource>(
         match Url::parse(seed.trim()) {
             Ok(mut url) if matches!(url.scheme(), "http" | "https") => {
                 url.set_fragment(None);
-                frontier.discover(url, 0, 0);
+                frontier.add_seed(url);
             }
             _ => {
                 let error = FetchError {
@@ -146,7 +138,7 @@ pub async fn crawl<S: PageSource>(
                     message: "not an http(s) url".into(),
                 };
                 summary.fetched += 1;
-                *summary.errors.entry(error.kind).or_default() += 1;
+                summary.count_error(error.kind);
                 observe(Event::Error { url: &seed, error: &error });
             }
         }
@@ -156,15 +148,13 @@ pub async fn crawl<S: PageSource>(
     loop {
         while in_flight.len() < config.max_in_flight.max(1) {
             let Some(url) = frontier.queue.pop_front() else { break };
-            let fetch = source.fetch(url.to_string());
+            let fetch = source.fetch(url.clone());
             in_flight.push(async move { (url, fetch.await) });
         }
         let Some((url, result)) = in_flight.next().await else { break };
         summary.fetched += 1;
         match result.outcome {
             Outcome::Html { links, truncated, .. } => {
-                let links: Vec<Url> =
-                    links.iter().filter_map(|link| Url::parse(link).ok()).collect();
                 summary.html_pages += 1;
                 summary.truncated += usize::from(truncated);
                 summary.links_found += links.len();
@@ -178,29 +168,21 @@ pub async fn crawl<S: PageSource>(
             Outcome::Redirect { location, status } => {
                 summary.redirects += 1;
                 let hops = frontier.nodes.get(&url).map_or(0, |node| node.hops);
-                let error = match Url::parse(&location) {
-                    Ok(_) if hops >= config.max_redirects => Some(FetchError {
+                if hops >= config.max_redirects {
+                    let error = FetchError {
                         kind: ErrorKind::TooManyRedirects,
                         message: format!("{status} to {location} after {hops} redirects in a row"),
-                    }),
-                    Ok(to) => {
-                        frontier.finish(&url, State::Redirect(to));
-                        None
-                    }
-                    Err(e) => Some(FetchError {
-                        kind: ErrorKind::BadRedirect,
-                        message: format!("{status} to {location:?}: {e}"),
-                    }),
-                };
-                if let Some(error) = error {
-                    *summary.errors.entry(error.kind).or_default() += 1;
-                    observe(Event::Error { url: url.as_str(), error: &error });
+                    };
+                    summary.count_error(error.kind);
+                    observe(Event::Error { url: &url, error: &error });
                     frontier.finish(&url, State::Leaf);
+                } else {
+                    frontier.finish(&url, State::Redirect(location));
                 }
             }
             Outcome::Failed(error) => {
-                *summary.errors.entry(error.kind).or_default() += 1;
-                observe(Event::Error { url: url.as_str(), error: &error });
+                summary.count_error(error.kind);
+                observe(Event::Error { url: &url, error: &error });
                 frontier.finish(&url, State::Leaf);
             }
         }
@@ -210,17 +192,20 @@ pub async fn crawl<S: PageSource>(
     summary
 }
 
-/// Every URL seen, with the fewest link hops it is known to be from a seed.
+/// Every URL seen and in scope, with the fewest link hops it is known to be from a seed.
 ///
 /// Pages complete out of order, so a URL may first be found by a long path and later by a shorter
 /// one. It is never fetched again, but what it led to is re-examined at the smaller depth (links
 /// of a finished page are kept for that), so a crawl reaches exactly the URLs within
 /// `max_depth` hops of a seed, whatever the timing.
+///
+/// URLs are keyed by their normalized text (as [`Url`] writes them, which the worker's links
+/// are), so a link to a known page costs a hash lookup, not a parse.
 #[derive(Debug)]
 struct Frontier {
     config: CrawlConfig,
-    nodes: HashMap<Url, Node>,
-    queue: VecDeque<Url>,
+    nodes: HashMap<String, Node>,
+    queue: VecDeque<String>,
 }
 
 #[derive(Debug)]
@@ -228,6 +213,7 @@ struct Node {
     depth: u32,
     /// Redirects in a row that led here.
     hops: u32,
+    host: Box<str>,
     state: State,
 }
 
@@ -235,8 +221,10 @@ struct Node {
 enum State {
     /// Queued or being fetched.
     Pending,
-    Page(Vec<Url>),
-    Redirect(Url),
+    /// An HTML page and its links.
+    Page(Vec<String>),
+    /// A redirect to this URL.
+    Redirect(String),
     /// Not HTML, or failed: leads nowhere.
     Leaf,
 }
@@ -246,57 +234,74 @@ impl Frontier {
         Frontier { config, nodes: HashMap::new(), queue: VecDeque::new() }
     }
 
-    /// Records that `url` is `depth` link hops from a seed, queueing it if new and re-expanding
-    /// what it leads to if that is fewer hops than known.
-    fn discover(&mut self, url: Url, depth: u32, hops: u32) {
+    fn add_seed(&mut self, url: Url) {
         let mut work = Vec::new();
-        self.relax(url, depth, hops, &mut work);
+        self.relax(url.as_str(), 0, 0, None, &mut work);
         self.expand(work);
     }
 
-    fn finish(&mut self, url: &Url, state: State) {
+    fn finish(&mut self, url: &str, state: State) {
         if let Some(node) = self.nodes.get_mut(url) {
             node.state = state;
-            self.expand(vec![url.clone()]);
+            self.expand(vec![url.to_owned()]);
         }
     }
 
-    fn relax(&mut self, url: Url, depth: u32, hops: u32, work: &mut Vec<Url>) {
-        match self.nodes.get_mut(&url) {
-            None => {
-                self.nodes.insert(url.clone(), Node { depth, hops, state: State::Pending });
-                self.queue.push_back(url);
-            }
-            Some(node) if depth < node.depth => {
+    /// Records that `url` is `depth` link hops from a seed, if it is on `host` (any host for
+    /// `None`): queues it if new, and if it was known further away, puts it on `work` to
+    /// re-examine where it leads.
+    fn relax(
+        &mut self,
+        url: &str,
+        depth: u32,
+        hops: u32,
+        host: Option<&str>,
+        work: &mut Vec<String>,
+    ) {
+        if let Some(node) = self.nodes.get_mut(url) {
+            if depth < node.depth && host.is_none_or(|host| *node.host == *host) {
                 node.depth = depth;
-                if !matches!(node.state, State::Pending | State::Leaf) {
-                    work.push(url);
+                if matches!(node.state, State::Page(_) | State::Redirect(_)) {
+                    work.push(url.to_owned());
                 }
             }
-            Some(_) => {}
+            return;
         }
+        // Links and locations come normalized from the fetcher, so this parse is a check.
+        let Ok(parsed) = Url::parse(url) else { return };
+        let url_host = parsed.host_str().unwrap_or("");
+        if host.is_some_and(|host| host != url_host) {
+            return;
+        }
+        let node = Node { depth, hops, host: url_host.into(), state: State::Pending };
+        self.nodes.insert(url.to_owned(), node);
+        self.queue.push_back(url.to_owned());
     }
 
     /// Follows the links and redirects of the finished `work` URLs, with a worklist rather than
     /// recursion as depth improvements can cascade.
-    fn expand(&mut self, mut work: Vec<Url>) {
-        let scope = self.config.scope;
+    fn expand(&mut self, mut work: Vec<String>) {
+        let all_hosts = self.config.scope == Scope::AllHosts;
         while let Some(url) = work.pop() {
-            let Some(node) = self.nodes.get(&url) else { continue };
-            let (depth, hops) = (node.depth, node.hops);
-            let next: Vec<(Url, u32, u32)> = match &node.state {
-                State::Page(links) if depth < self.config.max_depth => links
-                    .iter()
-                    .filter(|link| scope.follows_link(&url, link))
-                    .map(|link| (link.clone(), depth + 1, 0))
-                    .collect(),
-                State::Redirect(to) if scope.follows_redirect(depth, &url, to) => {
-                    vec![(to.clone(), depth, hops + 1)]
+            let Some(node) = self.nodes.get_mut(&url) else { continue };
+            let (depth, hops, host) = (node.depth, node.hops, node.host.clone());
+            // Taken out while its targets are relaxed, so `nodes` can change meanwhile.
+            let state = std::mem::replace(&mut node.state, State::Pending);
+            match &state {
+                State::Page(links) if depth < self.config.max_depth => {
+                    let scope = if all_hosts { None } else { Some(&*host) };
+                    for link in links {
+                        self.relax(link, depth + 1, 0, scope, &mut work);
+                    }
                 }
-                _ => Vec::new(),
-            };
-            for (to, depth, hops) in next {
-                self.relax(to, depth, hops, &mut work);
+                State::Redirect(to) => {
+                    let scope = if all_hosts || depth == 0 { None } else { Some(&*host) };
+                    self.relax(to, depth, hops + 1, scope, &mut work);
+                }
+                _ => {}
+            }
+            if let Some(node) = self.nodes.get_mut(&url) {
+                node.state = state;
             }
         }
     }

@@ -271,7 +271,10 @@ impl Fetcher {
                 }
                 None => failed(
                     ErrorKind::BadRedirect,
-                    format!("{status} with Location {location:?}, not an http(s) url"),
+                    match location {
+                        Some(location) => format!("{status} to {location:?}, not an http(s) url"),
+                        None => format!("{status} without a usable Location"),
+                    },
                 ),
             };
         }
@@ -345,19 +348,19 @@ fn classify(e: &reqwest::Error) -> ErrorKind {
     }
 }
 
-/// The error and its sources on one line, as `{:#}` prints an anyhow chain.
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut message = e.to_string();
-    let mut source = e.source();
+/// The causes of a client error on one line. The error itself only says "error sending request
+/// for url (...)", which the log line has already said.
+fn chain(e: &reqwest::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut source = std::error::Error::source(e);
     while let Some(cause) = source {
         let text = cause.to_string();
-        if !message.contains(&text) {
-            message.push_str(": ");
-            message.push_str(&text);
+        if !parts.last().is_some_and(|last| last.contains(&text)) {
+            parts.push(text);
         }
         source = cause.source();
     }
-    message
+    if parts.is_empty() { e.to_string() } else { parts.join(": ") }
 }
 
 /// The resolver of [`DnsMode::LoopbackOnly`].

@@ -5,3 +5,4 @@ pub mod crawl;
 pub mod fetch;
 pub mod links;
 pub mod site;
+pub mod tasks;

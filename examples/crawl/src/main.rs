@@ -1,2 +1,260 @@
-//! placeholder
-fn main() {}
+//! `crawl`: polyloop's crawler demo. Without `--urls` it crawls a generated site served on
+//! 127.0.0.1 and checks what it found against what the site knows it holds.
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use crawl::crawl::{CrawlConfig, Event, Scope, Summary, crawl};
+use crawl::fetch::{ClientConfig, DnsMode, ErrorKind};
+use crawl::site::{Expectation, Site, SiteConfig};
+use crawl::tasks::{PoolConfig, PoolSource, start_pool};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// Fetch pages concurrently in a pool of worker processes, extract the links in each, and write
+/// `source_url<TAB>parsed_url` lines. Fetching and parsing run as polyloop tasks in the workers
+/// (one HTTP client each); this process schedules, deduplicates and writes.
+///
+/// Without --urls, it serves a generated website on 127.0.0.1 (relative and absolute links, a
+/// <base>, redirects, 404s, a slow page, a large page, files that are not HTML, a page that is
+/// not UTF-8), crawls it, and checks the links found against the ones the site generated. No
+/// network beyond loopback is used.
+#[derive(Debug, Parser)]
+#[command(version, verbatim_doc_comment)]
+struct Args {
+    /// File of URLs to start from, one a line (blank lines and `#` comments skipped)
+    /// [default: the embedded site]
+    #[arg(long, value_name = "FILE")]
+    urls: Option<PathBuf>,
+    /// Where to write the links found
+    #[arg(long, value_name = "FILE", default_value = "foundurls.tsv")]
+    out: PathBuf,
+    /// Link hops to follow from the listed pages (0 = only the listed pages)
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    depth: u32,
+    /// Follow links to other hosts too (by default only links to the page's own host)
+    #[arg(long)]
+    all_hosts: bool,
+    /// Worker processes [default: available parallelism]
+    #[arg(long, value_name = "N")]
+    processes: Option<usize>,
+    /// Pages being fetched at once, across all workers
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    concurrency: usize,
+    /// Requests to one host at once, in each worker
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    per_host: usize,
+    /// Time allowed for one request, connecting to last byte, in seconds
+    /// [default: 10, or 2 for the embedded site]
+    #[arg(long, value_name = "SECS")]
+    timeout: Option<f64>,
+    /// Time allowed to connect, in seconds
+    #[arg(long, value_name = "SECS", default_value_t = 5.0)]
+    connect_timeout: f64,
+    /// Largest response body read, in KiB; a longer HTML page is parsed up to it
+    #[arg(long, value_name = "KIB", default_value_t = 1024)]
+    max_body_kib: usize,
+    /// Redirects followed in a row
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    max_redirects: u32,
+    /// Content pages of the embedded site
+    #[arg(long, value_name = "N", default_value_t = 2000)]
+    site_pages: usize,
+    /// Log no line per failed URL
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[polyloop::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if args.concurrency == 0 || args.per_host == 0 {
+        bail!("--concurrency and --per-host must be at least 1");
+    }
+    let secs = |name: &str, secs: f64| -> anyhow::Result<Duration> {
+        Duration::try_from_secs_f64(secs)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .with_context(|| format!("--{name} must be a positive number of seconds, not {secs}"))
+    };
+
+    let (site, seeds, dns, timeout) = match &args.urls {
+        Some(path) => (None, read_urls(path)?, DnsMode::System, args.timeout.unwrap_or(10.0)),
+        None => {
+            let config = SiteConfig { pages: args.site_pages, ..SiteConfig::default() };
+            let site = Site::start(config).await.context("cannot start the embedded site")?;
+            let seeds = site.seeds();
+            (Some(site), seeds, DnsMode::LoopbackOnly, args.timeout.unwrap_or(2.0))
+        }
+    };
+    let client = ClientConfig {
+        connect_timeout: secs("connect-timeout", args.connect_timeout)?,
+        timeout: secs("timeout", timeout)?,
+        max_body: args.max_body_kib.saturating_mul(1024).max(1),
+        per_host: args.per_host,
+        dns,
+    };
+    let crawl_config = CrawlConfig {
+        max_depth: args.depth,
+        scope: if args.all_hosts { Scope::AllHosts } else { Scope::SameHost },
+        max_in_flight: args.concurrency,
+        max_redirects: args.max_redirects,
+    };
+    let processes = args
+        .processes
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
+
+    let pool_config =
+        PoolConfig { processes, max_in_flight: args.concurrency, client: client.clone() };
+    let pool = start_pool(&pool_config).await.context("cannot start the worker pool")?;
+    // Only the embedded site's links are kept, to check them once the crawl is over.
+    let mut found = site.as_ref().map(|_| Vec::new());
+    let result = run(&args, &pool, &seeds, &crawl_config, found.as_mut()).await;
+    pool.close().await.context("cannot close the worker pool")?;
+    let summary = result?;
+
+    let Some(summary) = summary else {
+        eprintln!("interrupted: the links found so far are in {}", args.out.display());
+        std::process::exit(130);
+    };
+    print_summary(&args, &seeds, processes, &client, &summary);
+    if let Some(site) = site {
+        let expected = site.expected(&Expectation {
+            seeds: &seeds,
+            crawl: &crawl_config,
+            max_body: client.max_body,
+            timeout: client.timeout,
+        });
+        site.shutdown().await;
+        let found: BTreeSet<(String, String)> = found.unwrap_or_default().into_iter().collect();
+        if found == expected.links {
+            println!("  check           exactly the {} links the site generated", found.len());
+        } else {
+            let missing = expected.links.difference(&found).count();
+            let extra = found.difference(&expected.links).count();
+            bail!("the links found differ from the site's: {missing} missing, {extra} unexpected");
+        }
+    }
+    Ok(())
+}
+
+/// Crawls, writing links to `args.out` (and `(page, link)` pairs to `found`, if given) and
+/// showing progress. `None` if interrupted by Ctrl-C.
+async fn run(
+    args: &Args,
+    pool: &polyloop::Pool,
+    seeds: &[String],
+    config: &CrawlConfig,
+    mut found: Option<&mut Vec<(String, String)>>,
+) -> anyhow::Result<Option<Summary>> {
+    let file =
+        File::create(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
+    let mut out = BufWriter::new(file);
+    writeln!(out, "source_url\tparsed_url")?;
+    let mut write_error = None;
+
+    let progress = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+    progress.set_style(
+        ProgressStyle::with_template(
+            "{spinner:.green} {elapsed_precise} [{wide_bar:.cyan/blue}] {pos}/{len} urls \
+             {per_sec} {msg}",
+        )
+        .expect("static template parses")
+        .progress_chars("=> "),
+    );
+    progress.enable_steady_tick(Duration::from_millis(100));
+    let mut n_errors = 0;
+
+    let source = PoolSource(pool);
+    let crawling = crawl(&source, seeds.iter().cloned(), config, |event| match event {
+        Event::Page { url, links } => {
+            for link in links {
+                if write_error.is_none() {
+                    write_error = writeln!(out, "{url}\t{link}").err();
+                }
+                if let Some(found) = found.as_mut() {
+                    found.push((url.to_owned(), link.clone()));
+                }
+            }
+        }
+        Event::Error { url, error } => {
+            n_errors += 1;
+            progress.set_message(format!("{n_errors} errors"));
+            if !args.quiet {
+                progress.suspend(|| eprintln!("error: {}: {url}: {}", error.kind, error.message));
+            }
+        }
+        Event::Progress { done, total } => {
+            progress.set_length(total as u64);
+            progress.set_position(done as u64);
+        }
+    });
+    let summary = tokio::select! {
+        summary = crawling => Some(summary),
+        _ = tokio::signal::ctrl_c() => None,
+    };
+    progress.finish_and_clear();
+    if let Some(e) = write_error {
+        return Err(e).with_context(|| format!("cannot write {}", args.out.display()));
+    }
+    out.flush().with_context(|| format!("cannot write {}", args.out.display()))?;
+    Ok(summary)
+}
+
+fn read_urls(path: &Path) -> anyhow::Result<Vec<String>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read urls from {}", path.display()))?;
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .map(String::from)
+        .collect())
+}
+
+fn print_summary(
+    args: &Args,
+    seeds: &[String],
+    processes: usize,
+    client: &ClientConfig,
+    summary: &Summary,
+) {
+    let origin = match &args.urls {
+        Some(path) => format!("{} urls from {}", seeds.len(), path.display()),
+        None => format!("the embedded site at {} ({} pages)", seeds[0], args.site_pages.max(20)),
+    };
+    let plural = if processes == 1 { "" } else { "es" };
+    println!("crawled {origin} with {processes} worker process{plural}");
+    println!(
+        "  pages fetched   {} in {:.2} s: {:.0} pages/s",
+        summary.fetched,
+        summary.elapsed.as_secs_f64(),
+        summary.pages_per_sec()
+    );
+    let mut kinds = vec![format!("{} html", summary.html_pages)];
+    if summary.truncated > 0 {
+        kinds.push(format!(
+            "{} cut at the {} KiB cap and parsed up to it",
+            summary.truncated,
+            client.max_body / 1024
+        ));
+    }
+    kinds.push(format!("{} not html", summary.not_html));
+    kinds.push(format!("{} redirects", summary.redirects));
+    println!("                  {}", kinds.join(", "));
+    println!("  links found     {}, written to {}", summary.links_found, args.out.display());
+    let errors: Vec<String> = ErrorKind::ALL
+        .iter()
+        .filter_map(|kind| summary.errors.get(kind).map(|n| format!("{n} {kind}")))
+        .collect();
+    if errors.is_empty() {
+        println!("  errors          none");
+    } else {
+        println!("  errors          {}: {}", summary.n_errors(), errors.join(", "));
+    }
+}

@@ -30,6 +30,7 @@ use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::io;
 use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -120,7 +121,10 @@ struct Content {
     other: String,
     closed: String,
     resources: HashMap<String, Resource>,
-    hits: Mutex<BTreeMap<String, u32>>,
+    hits: Mutex<HashMap<String, u32>>,
+    connections: AtomicUsize,
+    requests_now: AtomicUsize,
+    requests_max: AtomicUsize,
 }
 
 #[derive(Debug)]
@@ -204,7 +208,18 @@ impl Site {
 
     /// Requests served so far, by URL (`http://host:port/path?query`).
     pub fn hits(&self) -> BTreeMap<String, u32> {
-        self.content.hits.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+        let hits = self.content.hits.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        hits.iter().map(|(url, &n)| (url.clone(), n)).collect()
+    }
+
+    /// TCP connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.content.connections.load(Ordering::Relaxed)
+    }
+
+    /// The most requests the site was answering at one time.
+    pub fn max_concurrent_requests(&self) -> usize {
+        self.content.requests_max.load(Ordering::Relaxed)
     }
 
     /// Whether `url` is served by this site (rather than failing to resolve or connect).
@@ -318,6 +333,7 @@ async fn serve(listener: TcpListener, content: Arc<Content>, mut stop: oneshot::
             _ = &mut stop => break,
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
+                content.connections.fetch_add(1, Ordering::Relaxed);
                 while connections.try_join_next().is_some() {}
                 let content = content.clone();
                 connections.spawn(async move {
@@ -337,6 +353,7 @@ async fn respond(
     let host = request.headers().get(HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
     let path = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
     let url = format!("http://{}{path}", host.to_ascii_lowercase());
+    let _busy = Busy::new(&content);
     *content
         .hits
         .lock()
@@ -365,6 +382,23 @@ async fn respond(
         headers.insert(LOCATION, location);
     }
     Ok(response)
+}
+
+/// Counts a request in progress while it lives.
+struct Busy<'a>(&'a Content);
+
+impl<'a> Busy<'a> {
+    fn new(content: &'a Content) -> Self {
+        let now = content.requests_now.fetch_add(1, Ordering::SeqCst) + 1;
+        content.requests_max.fetch_max(now, Ordering::SeqCst);
+        Busy(content)
+    }
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.requests_now.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Content {
@@ -398,7 +432,10 @@ impl Content {
             other,
             closed,
             resources: HashMap::new(),
-            hits: Mutex::new(BTreeMap::new()),
+            hits: Mutex::new(HashMap::new()),
+            connections: AtomicUsize::new(0),
+            requests_now: AtomicUsize::new(0),
+            requests_max: AtomicUsize::new(0),
         };
         content.generate_main();
         content.generate_specials();
