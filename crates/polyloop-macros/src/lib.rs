@@ -127,6 +127,11 @@ fn expand_task(func: ItemFn) -> syn::Result<TokenStream2> {
             static ENTRY: ::polyloop::__private::TaskEntry =
                 ::polyloop::__private::TaskEntry::of::<#name>();
 
+            #[::polyloop::__private::linkme::distributed_slice(::polyloop::__private::SCHEMAS)]
+            #[linkme(crate = ::polyloop::__private::linkme)]
+            static SCHEMA: ::polyloop::__private::TaskSchema =
+                ::polyloop::__private::TaskSchema::of::<#name>();
+
             // Runs before `main`, so any program holding a task (test and bench binaries
             // included) serves as a worker when a pool starts it as one.
             #[used]

@@ -106,7 +106,19 @@ pub(crate) async fn connect(config: &Config, worker_idx: usize) -> Result<Connec
         if let Some(error) = hello.init_error {
             return Err(PoolError::Initializer { pid, error });
         }
-        let tasks = (0u32..).zip(hello.tasks).map(|(i, t)| (t.name, (i, t.fingerprint))).collect();
+        let tasks: HashMap<String, (u32, u64)> =
+            (0u32..).zip(hello.tasks).map(|(i, t)| (t.name, (i, t.fingerprint))).collect();
+        let mut conflicts: Vec<String> = polyloop_wire::SCHEMAS
+            .iter()
+            .filter(|ours| {
+                tasks.get(ours.name).is_some_and(|&(_, theirs)| theirs != (ours.fingerprint)())
+            })
+            .map(|ours| format!("`{}`", ours.name))
+            .collect();
+        if !conflicts.is_empty() {
+            conflicts.sort();
+            return Err(PoolError::RegistryMismatch { pid, tasks: conflicts });
+        }
         Ok(Connection {
             proc: Arc::clone(&proc),
             reader,

@@ -204,6 +204,19 @@ pub enum PoolError {
         /// What the initializer returned.
         error: RemoteError,
     },
+    /// The worker program registers tasks of the same names as this program with other types:
+    /// it was built from other code.
+    #[error(
+        "worker {pid} was built from other code: it registers {} with other input or output \
+         types than this program",
+        tasks.join(", ")
+    )]
+    RegistryMismatch {
+        /// The worker's pid.
+        pid: u32,
+        /// The tasks whose fingerprints differ.
+        tasks: Vec<String>,
+    },
     /// The initializer is not registered in the worker program, or has other types there.
     #[error("the initializer task `{0}` is unknown to the worker program")]
     UnknownInitializer(&'static str),

@@ -56,7 +56,12 @@ pub use message::{
     Hello, InitTask, Outcome, PROTOCOL_VERSION, RemoteError, ResultFrame, RuntimeFlavor, TaskFrame,
     TaskInfo, ToChild, ToParent, Welcome, WorkerConfig,
 };
-pub use task::{Task, schema_fingerprint};
+pub use task::{SCHEMAS, Task, TaskSchema, schema_fingerprint};
+
+#[doc(hidden)]
+pub mod __private {
+    pub use linkme;
+}
 
 #[cfg(test)]
 mod tests;

@@ -74,3 +74,26 @@ mod tests {
         );
     }
 }
+
+/// The schema of every task linked into this program; `#[polyloop::task]` adds to it.
+///
+/// The parent compares it with the registry a worker announces, so that a worker program built
+/// from other code fails `build()` instead of misreading bytes later.
+#[linkme::distributed_slice]
+pub static SCHEMAS: [TaskSchema];
+
+/// A task's name and the fingerprint of its types, as linked into this program.
+#[derive(Debug, Clone, Copy)]
+pub struct TaskSchema {
+    /// [`Task::NAME`].
+    pub name: &'static str,
+    /// [`Task::fingerprint`].
+    pub fingerprint: fn() -> u64,
+}
+
+impl TaskSchema {
+    /// The schema of `T`.
+    pub const fn of<T: Task>() -> Self {
+        TaskSchema { name: T::NAME, fingerprint: T::fingerprint }
+    }
+}

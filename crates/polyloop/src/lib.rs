@@ -84,6 +84,7 @@ pub fn init() {
 pub mod __private {
     pub use polyloop_child::__private::linkme;
     pub use polyloop_child::{TASKS, TaskEntry, worker_hook};
+    pub use polyloop_wire::{SCHEMAS, TaskSchema};
     pub use tokio;
 
     use polyloop_wire::RemoteError;
