@@ -125,7 +125,6 @@ async fn exit_before_handshake_fails_build() {
 /// Like `exit`, but the worker never reads the Welcome: a program that is no polyloop worker at
 /// all (say, the wrong path given to `worker_program`) behaves like this.
 #[tokio::test]
-#[ignore = "bug: worker exiting with the Welcome unread fails build() with bare Io(ECONNRESET)"]
 async fn exit_with_welcome_unread_fails_build() {
     let err = build_error(fake_pool("exit-unread")).await;
     let PoolError::NotAWorker { pid, status } = &err else {
@@ -180,7 +179,6 @@ async fn oversized_frame_loses_the_worker() {
 
 /// A header announcing more than the limit is refused before anything is allocated for it.
 #[tokio::test]
-#[ignore = "bug: FrameBuffer::spare allocates the length of an oversized header the driver refused"]
 async fn oversized_header_is_not_allocated() {
     let before = peak_rss_kib();
     let (err, pid) = task_error("oversized").await;
@@ -204,7 +202,6 @@ async fn trailing_bytes_lose_the_worker() {
 /// The worker that replaces a lost one is still in its handshake when the pool is dropped: Drop
 /// must kill and reap it like any other ("no orphans, ever").
 #[tokio::test]
-#[ignore = "bug: Pool::drop neither kills nor reaps a replacement worker still in its handshake"]
 async fn drop_reaps_a_replacement_still_in_its_handshake() {
     let report = ReportDir::new("drop-replacement");
     let mut pids = report.pids();

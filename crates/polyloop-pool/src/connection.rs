@@ -48,8 +48,13 @@ pub(crate) struct Connection {
     pub(crate) limits: Limits,
 }
 
-/// Spawns the worker for slot `worker_idx` and completes its handshake.
-pub(crate) async fn connect(config: &Config, worker_idx: usize) -> Result<Connection, PoolError> {
+/// Spawns the worker for slot `worker_idx` and completes its handshake. `on_spawn` sees the
+/// process as soon as it exists, so that a pool dropped meanwhile can kill it.
+pub(crate) async fn connect(
+    config: &Config,
+    worker_idx: usize,
+    on_spawn: impl FnOnce(&Arc<WorkerProc>),
+) -> Result<Connection, PoolError> {
     let program = match &config.program {
         Some(program) => program.clone(),
         None => WorkerProgram::current()?,
@@ -59,6 +64,7 @@ pub(crate) async fn connect(config: &Config, worker_idx: usize) -> Result<Connec
         source,
     })?;
     let proc = Arc::new(proc);
+    on_spawn(&proc);
     let pid = proc.pid();
     let handshake = async {
         stream.set_nonblocking(true)?;
@@ -87,7 +93,9 @@ pub(crate) async fn connect(config: &Config, worker_idx: usize) -> Result<Connec
             if frames.has_frame().map_err(|source| PoolError::Handshake { pid, source })? {
                 break;
             }
-            let n = reader.read(frames.spare()).await?;
+            // A worker that exits before reading the Welcome resets the connection instead of
+            // closing it: either way, what matters is how it ended.
+            let n = reader.read(frames.spare()).await.unwrap_or(0);
             if n == 0 {
                 let status = proc.reap(config.kill_grace).await;
                 return Err(PoolError::NotAWorker { pid, status });

@@ -30,7 +30,7 @@ pub(crate) async fn supervise(shared: Arc<Shared>, worker_idx: usize, first: Con
     loop {
         let conn = match next.take() {
             Some(conn) => conn,
-            None => match connect(&shared.config, worker_idx).await {
+            None => match connect(&shared.config, worker_idx, |proc| slot.install(proc)).await {
                 Ok(conn) => {
                     backoff = RESTART_BACKOFF;
                     conn

@@ -150,7 +150,8 @@ impl Pool {
         let mut connecting = tokio::task::JoinSet::new();
         for worker_idx in 0..config.processes {
             let config = config.clone();
-            connecting.spawn(async move { (worker_idx, connect(&config, worker_idx).await) });
+            connecting
+                .spawn(async move { (worker_idx, connect(&config, worker_idx, |_| {}).await) });
         }
         let mut connections: Vec<_> = (0..config.processes).map(|_| None).collect();
         let mut failure = None;

@@ -130,6 +130,14 @@ impl WorkerProc {
     }
 }
 
+impl Drop for WorkerProc {
+    /// A worker nobody reaped yet (e.g. one still in its handshake when the pool was dropped)
+    /// is killed and reaped here, so no process outlives its last handle.
+    fn drop(&mut self) {
+        self.kill_and_reap();
+    }
+}
+
 /// Blocks until `pid` has exited, without reaping it (so the pid stays ours until
 /// [`WorkerProc::try_reap`] takes the status under the lock).
 fn wait_exited(pid: u32) {

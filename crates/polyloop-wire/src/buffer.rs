@@ -47,10 +47,13 @@ impl FrameBuffer {
     /// of any allowed size fits.
     pub fn spare(&mut self) -> &mut [u8] {
         let buffered = self.end - self.start;
+        // Never sized by a header over the limit: next_frame rejects that frame, and a peer must
+        // not make us allocate before it does.
         let frame_len = self.buf[self.start..self.end]
             .first_chunk::<FRAME_HEADER_LEN>()
-            .map(|header| FRAME_HEADER_LEN + u32::from_le_bytes(*header) as usize)
-            .unwrap_or(0);
+            .map(|header| u32::from_le_bytes(*header))
+            .filter(|&len| len <= self.limits.max_frame_len)
+            .map_or(0, |len| FRAME_HEADER_LEN + len as usize);
         let wanted = frame_len.max(buffered + MIN_READ);
         if self.buf.len() - self.start < wanted {
             // Move what is left to the front, then grow if that still is not enough.
@@ -140,10 +143,16 @@ mod tests {
     }
 
     #[test]
-    fn oversized_header_is_an_error() {
+    fn oversized_header_is_an_error_and_allocates_nothing() {
+        let mut buffer = FrameBuffer::new(Limits { max_frame_len: 1 << 30, max_batch_len: 1 });
+        buffer.spare()[..4].copy_from_slice(&u32::MAX.to_le_bytes());
+        buffer.filled(4);
+        assert!(matches!(buffer.next_frame(), Err(WireError::FrameTooLarge { .. })));
+        assert!(buffer.spare().len() <= 2 * MIN_READ, "the header did not size the buffer");
         let mut buffer = FrameBuffer::new(Limits { max_frame_len: 10, max_batch_len: 1 });
         buffer.spare()[..4].copy_from_slice(&11u32.to_le_bytes());
         buffer.filled(4);
         assert!(matches!(buffer.next_frame(), Err(WireError::FrameTooLarge { .. })));
+        assert!(buffer.spare().len() <= 2 * MIN_READ, "the header did not size the buffer");
     }
 }
