@@ -91,12 +91,17 @@ pub struct Summary {
     pub redirects: usize,
     /// HTML pages longer than the body cap, parsed up to it.
     pub truncated: usize,
+    /// Bytes of HTML parsed.
+    pub html_bytes: u64,
     /// Links reported: each page's links, each once per page.
     pub links_found: usize,
     /// Failures by kind.
     pub errors: BTreeMap<ErrorKind, usize>,
     /// Wall time of the crawl.
     pub elapsed: Duration,
+    /// Wall time until the last result that was not a timeout: the crawl's pace, without the
+    /// wait for pages that never answer.
+    pub answered_in: Duration,
 }
 
 impl Summary {
@@ -105,9 +110,15 @@ impl Summary {
         self.errors.values().sum()
     }
 
-    /// URLs answered per second.
+    /// URLs that did not time out.
+    pub fn answered(&self) -> usize {
+        self.fetched - self.errors.get(&ErrorKind::Timeout).copied().unwrap_or(0)
+    }
+
+    /// URLs answered per second, not counting the wait for those that timed out: the rate at
+    /// which the pool fetched and parsed.
     pub fn pages_per_sec(&self) -> f64 {
-        self.fetched as f64 / self.elapsed.as_secs_f64().max(1e-9)
+        self.answered() as f64 / self.answered_in.as_secs_f64().max(1e-9)
     }
 
     fn count_error(&mut self, kind: ErrorKind) {
@@ -153,9 +164,13 @@ pub async fn crawl<S: PageSource>(
         }
         let Some((url, result)) = in_flight.next().await else { break };
         summary.fetched += 1;
+        if !matches!(&result.outcome, Outcome::Failed(e) if e.kind == ErrorKind::Timeout) {
+            summary.answered_in = started.elapsed();
+        }
         match result.outcome {
-            Outcome::Html { links, truncated, .. } => {
+            Outcome::Html { links, truncated, bytes } => {
                 summary.html_pages += 1;
+                summary.html_bytes += bytes;
                 summary.truncated += usize::from(truncated);
                 summary.links_found += links.len();
                 observe(Event::Page { url: &url, links: &links });
@@ -318,13 +333,15 @@ mod tests {
     struct Graph {
         pages: HashMap<String, Outcome>,
         fetched: Mutex<Vec<String>>,
+        /// Answer delays by URL; by default, deeper paths answer later.
+        delays: HashMap<String, Duration>,
     }
 
     impl Graph {
         fn new(pages: &[(&str, Outcome)]) -> Self {
             let pages =
                 pages.iter().map(|(url, outcome)| (url.to_string(), outcome.clone())).collect();
-            Graph { pages, fetched: Mutex::new(Vec::new()) }
+            Graph { pages, fetched: Mutex::new(Vec::new()), delays: HashMap::new() }
         }
     }
 
@@ -336,7 +353,11 @@ mod tests {
                 message: "http 404".into(),
             }));
             // Deeper paths answer later, so long paths can win the race to a page.
-            let delay = Duration::from_millis(url.matches('/').count() as u64);
+            let delay = self
+                .delays
+                .get(&url)
+                .copied()
+                .unwrap_or_else(|| Duration::from_millis(url.matches('/').count() as u64));
             async move {
                 tokio::time::sleep(delay).await;
                 PageResult { url, outcome }
@@ -474,5 +495,69 @@ mod tests {
         let (_, summary) = run(&graph, &seeds, CrawlConfig::default()).await;
         assert_eq!(summary.fetched, 3);
         assert_eq!(summary.errors, BTreeMap::from([(ErrorKind::InvalidUrl, 2)]));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn any_answer_order_reaches_exactly_the_pages_within_depth() {
+        let mut state = 1u64;
+        let mut next = move |n: u64| {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (state >> 33) % n
+        };
+        for round in 0..200 {
+            let n = 2 + next(30);
+            let url = |i: u64| format!("http://h.test/{i}");
+            let mut edges: HashMap<u64, Vec<u64>> = HashMap::new();
+            let mut redirects: HashMap<u64, u64> = HashMap::new();
+            let mut pages = Vec::new();
+            let mut delays = HashMap::new();
+            for i in 0..n {
+                if next(6) == 0 {
+                    let to = next(n);
+                    redirects.insert(i, to);
+                    pages.push((url(i), redirect(&url(to))));
+                } else {
+                    let links: Vec<u64> = (0..next(4)).map(|_| next(n)).collect();
+                    let hrefs: Vec<String> = links.iter().map(|&j| url(j)).collect();
+                    let refs: Vec<&str> = hrefs.iter().map(String::as_str).collect();
+                    pages.push((url(i), html(&refs)));
+                    edges.insert(i, links);
+                }
+                delays.insert(url(i), Duration::from_millis(next(50)));
+            }
+            let max_depth = next(4) as u32;
+
+            // Plain breadth-first search; redirects cost no depth.
+            let mut depth_of: HashMap<u64, u32> = HashMap::from([(0, 0)]);
+            let mut queue = VecDeque::from([0u64]);
+            while let Some(i) = queue.pop_front() {
+                let d = depth_of[&i];
+                let next_hops: Vec<(u64, u32)> = match redirects.get(&i) {
+                    Some(&to) => vec![(to, d)],
+                    None if d < max_depth => edges[&i].iter().map(|&j| (j, d + 1)).collect(),
+                    None => Vec::new(),
+                };
+                for (j, dj) in next_hops {
+                    if depth_of.get(&j).is_none_or(|&known| dj < known) {
+                        depth_of.insert(j, dj);
+                        if dj == d {
+                            queue.push_front(j);
+                        } else {
+                            queue.push_back(j);
+                        }
+                    }
+                }
+            }
+
+            let refs: Vec<(&str, Outcome)> =
+                pages.iter().map(|(u, o)| (u.as_str(), o.clone())).collect();
+            let mut graph = Graph::new(&refs);
+            graph.delays = delays;
+            let config = CrawlConfig { max_depth, max_redirects: 100, ..CrawlConfig::default() };
+            run(&graph, &[&url(0)], config).await;
+            let fetched: BTreeSet<String> = graph.fetched.lock().unwrap().iter().cloned().collect();
+            let expected: BTreeSet<String> = depth_of.keys().map(|&i| url(i)).collect();
+            assert_eq!(fetched, expected, "round {round}: depth {max_depth}, {pages:?}");
+        }
     }
 }

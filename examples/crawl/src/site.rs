@@ -597,7 +597,10 @@ impl Content {
         );
         page.text("</nav><main>");
         for t in 0..5u64 {
-            page.paragraph(mix(i as u64, t), 60);
+            // About 12 KB a page, near the median HTML page on the web, so parsing is real work.
+            for k in 0..3 {
+                page.paragraph(mix(i as u64, t * 10 + k), 70);
+            }
             let j = (mix(i as u64, 100 + t) % n_pages as u64) as usize;
             let href = match t {
                 0 => format!("{j}"),
@@ -814,7 +817,12 @@ impl Page {
             if w > 0 {
                 self.html.push(' ');
             }
-            self.html.push_str(WORDS[(state % WORDS.len() as u64) as usize]);
+            let word = WORDS[(state % WORDS.len() as u64) as usize];
+            match (state >> 32) % 12 {
+                0 => self.html.push_str(&format!("<em>{word}</em>")),
+                1 => self.html.push_str(&format!("<code class=\"kw\">{word}</code>")),
+                _ => self.html.push_str(word),
+            }
         }
         self.html.push_str(".</p>\n");
     }
