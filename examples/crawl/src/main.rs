@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -13,7 +14,7 @@ use crawl::crawl::{CrawlConfig, Event, Scope, Summary, crawl};
 use crawl::fetch::{ClientConfig, DnsMode, ErrorKind};
 use crawl::site::{Expectation, Site, SiteConfig};
 use crawl::tasks::{PoolConfig, PoolSource, start_pool};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 
 /// Fetch pages concurrently in a pool of worker processes, extract the links in each, and write
 /// `source_url<TAB>parsed_url` lines. Fetching and parsing run as polyloop tasks in the workers
@@ -70,8 +71,18 @@ struct Args {
 }
 
 #[polyloop::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
     let args = Args::parse();
+    match crawl_command(args).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn crawl_command(args: Args) -> anyhow::Result<ExitCode> {
     if args.concurrency == 0 || args.per_host == 0 {
         bail!("--concurrency and --per-host must be at least 1");
     }
@@ -119,8 +130,11 @@ async fn main() -> anyhow::Result<()> {
     let summary = result?;
 
     let Some(summary) = summary else {
+        if let Some(site) = site {
+            site.shutdown().await;
+        }
         eprintln!("interrupted: the links found so far are in {}", args.out.display());
-        std::process::exit(130);
+        return Ok(ExitCode::from(130));
     };
     print_summary(&args, &seeds, processes, &client, &summary);
     if let Some(site) = site {
@@ -147,7 +161,7 @@ async fn main() -> anyhow::Result<()> {
             bail!("the links found differ from the site's: {missing} missing, {extra} unexpected");
         }
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Crawls, writing links to `args.out` (and `(page, link)` pairs to `found`, if given) and
@@ -168,10 +182,13 @@ async fn run(
     let progress = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
     progress.set_style(
         ProgressStyle::with_template(
-            "{spinner:.green} {elapsed_precise} [{wide_bar:.cyan/blue}] {pos}/{len} urls \
-             {per_sec} {msg}",
+            "{spinner:.green} {elapsed_precise} [{wide_bar:.cyan/blue}] {pos}/{len} urls {rate} \
+             {msg}",
         )
         .expect("static template parses")
+        .with_key("rate", |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+            let _ = write!(w, "{:.0}/s", state.per_sec());
+        })
         .progress_chars("=> "),
     );
     progress.enable_steady_tick(Duration::from_millis(100));
@@ -249,13 +266,13 @@ fn print_summary(
             summary.answered_in.as_secs_f64(),
         );
     }
-    let mib = summary.html_bytes as f64 / f64::from(1 << 20);
-    let mut kinds = vec![format!("{} html ({mib:.1} MiB parsed)", summary.html_pages)];
+    let mut kinds =
+        vec![format!("{} html ({} parsed)", summary.html_pages, bytes(summary.html_bytes))];
     if summary.truncated > 0 {
         kinds.push(format!(
-            "{} cut at the {} KiB cap and parsed up to it",
+            "{} cut at the {} cap and parsed up to it",
             summary.truncated,
-            client.max_body / 1024
+            bytes(client.max_body as u64)
         ));
     }
     kinds.push(format!("{} not html", summary.not_html));
@@ -270,5 +287,13 @@ fn print_summary(
         println!("  errors          none");
     } else {
         println!("  errors          {}: {}", summary.n_errors(), errors.join(", "));
+    }
+}
+
+fn bytes(n: u64) -> String {
+    match n {
+        0..1024 => format!("{n} B"),
+        1024..1048576 => format!("{:.1} KiB", n as f64 / 1024.0),
+        _ => format!("{:.1} MiB", n as f64 / 1048576.0),
     }
 }
