@@ -45,8 +45,9 @@ impl Default for CrawlConfig {
 /// Which links a crawl follows (every link found is reported either way).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scope {
-    /// Only links to the host of the page they are on. A listed URL may redirect to another
-    /// host (as `http://example.com` to `https://www.example.com`); other redirects may not.
+    /// Only links to the host of the page they are on (by name: the port may differ). A listed
+    /// URL may redirect to another host (as `http://example.com` to `https://www.example.com`);
+    /// other redirects may not.
     SameHost,
     /// Every http(s) link.
     AllHosts,

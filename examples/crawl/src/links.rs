@@ -40,7 +40,7 @@ pub fn extract_links(html: &str, page_url: &Url) -> Vec<Url> {
 }
 
 /// `href` resolved against `base`, fragment dropped; `None` unless it is an http(s) URL.
-pub fn resolve(base: &Url, href: &str) -> Option<Url> {
+pub(crate) fn resolve(base: &Url, href: &str) -> Option<Url> {
     let mut link = base.join(href).ok()?;
     if !matches!(link.scheme(), "http" | "https") || link.host_str().is_none() {
         return None;
@@ -51,7 +51,7 @@ pub fn resolve(base: &Url, href: &str) -> Option<Url> {
 
 /// The longest prefix of `bytes` that is valid UTF-8 if only an incomplete character at its very
 /// end keeps it from being so (as when a body is cut at a size cap); `None` if invalid elsewhere.
-pub fn utf8_prefix(bytes: &[u8]) -> Option<&str> {
+pub(crate) fn utf8_prefix(bytes: &[u8]) -> Option<&str> {
     match std::str::from_utf8(bytes) {
         Ok(text) => Some(text),
         // `error_len() == None` means the input ended inside a character.

@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use crawl::crawl::{CrawlConfig, Event, Scope, Summary, crawl};
-use crawl::fetch::{ClientConfig, DnsMode, ErrorKind};
-use crawl::site::{Expectation, Site, SiteConfig};
-use crawl::tasks::{PoolConfig, PoolSource, start_pool};
+use crawl::{
+    ClientConfig, CrawlConfig, DnsMode, ErrorKind, Event, Expectation, PoolConfig, PoolSource,
+    Scope, Site, SiteConfig, Summary, crawl, start_pool,
+};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 
 /// Fetch pages concurrently in a pool of worker processes, extract the links in each, and write

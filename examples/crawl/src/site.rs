@@ -2,7 +2,7 @@
 //! them (every link each page holds), so a crawl of it can be checked exactly.
 //!
 //! Two hosts are served on one port: `127.0.0.1` (the main site) and `other.localhost` (a small
-//! second site, for the same-host rule; crawls of it need [`crate::fetch::DnsMode::LoopbackOnly`]). The main
+//! second site, for the same-host rule; crawls of it need [`DnsMode::LoopbackOnly`]). The main
 //! site has `pages` pages under `/p/N`, `sections` index pages under `/s/K/` that list them, and a
 //! root `/` that links to the sections and to every special case:
 //!
@@ -48,6 +48,8 @@ use tokio::task::{JoinHandle, JoinSet};
 use url::Url;
 
 use crate::crawl::{CrawlConfig, Scope};
+#[cfg(doc)]
+use crate::fetch::DnsMode;
 use crate::fetch::ErrorKind;
 
 /// The shape of the generated site.
@@ -191,7 +193,7 @@ impl Site {
         format!("{}/", self.content.closed)
     }
 
-    /// A URL whose host never resolves (under [`crate::fetch::DnsMode::LoopbackOnly`]).
+    /// A URL whose host never resolves (under [`DnsMode::LoopbackOnly`]).
     pub fn unresolvable_url(&self) -> String {
         "http://nowhere.invalid/".to_owned()
     }
@@ -230,7 +232,7 @@ impl Site {
 
     /// What a crawl with these settings must find, worked out from the generated link graph
     /// (breadth first, so each URL at its fewest link hops from a seed), for a fetcher that
-    /// resolves names with [`crate::fetch::DnsMode::LoopbackOnly`].
+    /// resolves names with [`DnsMode::LoopbackOnly`].
     pub fn expected(&self, expectation: &Expectation<'_>) -> Expected {
         let content = &self.content;
         let crawl = expectation.crawl;

@@ -4,9 +4,9 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use crawl::crawl::{CrawlConfig, Event, Scope, crawl};
-use crawl::fetch::{ClientConfig, DnsMode, Fetcher};
-use crawl::site::{Expectation, Site, SiteConfig};
+use crawl::{
+    ClientConfig, CrawlConfig, DnsMode, Event, Expectation, Fetcher, Scope, Site, SiteConfig, crawl,
+};
 
 async fn check(site_config: SiteConfig, crawl_config: CrawlConfig, client: ClientConfig) {
     let site = Site::start(site_config).await.unwrap();

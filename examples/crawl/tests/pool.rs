@@ -4,10 +4,10 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use crawl::crawl::{CrawlConfig, Event, crawl};
-use crawl::fetch::{ClientConfig, DnsMode, ErrorKind, Outcome, PageResult};
-use crawl::site::{Expectation, Site, SiteConfig};
-use crawl::tasks::{PoolConfig, PoolSource, fetch_page, start_pool};
+use crawl::{
+    ClientConfig, CrawlConfig, DnsMode, ErrorKind, Event, Expectation, Outcome, PageResult,
+    PoolConfig, PoolSource, Site, SiteConfig, crawl, fetch_page, start_pool,
+};
 use polyloop::Pool;
 
 /// Only the slow page (30 s) may time out, however busy the machine.
