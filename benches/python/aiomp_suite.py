@@ -15,6 +15,7 @@ Every workload has a time limit, since aiomultiprocess waits forever on some fai
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -143,19 +144,30 @@ class Suite:
         self.figures = {}
         self.errors = {}
 
-    def pool(self, **kwargs):
-        return Pool(processes=self.params["processes"], **kwargs)
-
-    async def close(self, pool):
+    @contextlib.asynccontextmanager
+    async def pool(self, **kwargs):
+        """A pool closed cleanly after its workload, or terminated when the workload failed or
+        timed out, so that no worker outlives the script."""
+        pool = Pool(processes=self.params["processes"], **kwargs)
+        try:
+            yield pool
+        except BaseException:
+            pool.terminate()
+            await asyncio.wait_for(pool.join(), timeout=10)
+            raise
         pool.close()
         await pool.join()
 
     async def guarded(self, keys, work):
         """Runs one workload with the time limit; a failure marks its figures failed."""
+        limit = self.params["workload_timeout_s"]
         try:
-            await asyncio.wait_for(work(), timeout=self.params["workload_timeout_s"])
+            await asyncio.wait_for(work(), timeout=limit)
         except Exception as err:  # noqa: BLE001 - every failure is reported, none is fatal
-            message = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+            if isinstance(err, asyncio.TimeoutError):
+                message = f"timed out after {limit} s"
+            else:
+                message = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
             progress(f"FAILED: {message}")
             for key in keys:
                 if key not in self.figures:
@@ -163,8 +175,7 @@ class Suite:
 
     async def noop_apply_rss(self):
         p = self.params
-        pool = self.pool()
-        try:
+        async with self.pool() as pool:
             await pool.map(noop, range(min(p["noop_small"], 1_000)))
             for key in ("noop_small", "noop_large"):
                 n = p[key]
@@ -191,8 +202,6 @@ class Suite:
             if peaks and all(peak is not None for peak in peaks):
                 self.figures["worker_rss_mib"] = max(peaks)
                 progress(f"worker peak RSS {max(peaks):.1f} MiB")
-        finally:
-            await self.close(pool)
 
     async def sleeps(self, many):
         p = self.params
@@ -200,14 +209,11 @@ class Suite:
             n, concurrency = p["sleep_many"], p["sleep_many_concurrency"]
         else:
             n, concurrency = p["sleep_tasks"], p["sleep_concurrency"]
-        pool = self.pool(childconcurrency=concurrency)
-        try:
+        async with self.pool(childconcurrency=concurrency) as pool:
             started = time.perf_counter()
             out = await pool.map(nap, [p["sleep_ms"]] * n)
             elapsed = time.perf_counter() - started
             assert len(out) == n
-        finally:
-            await self.close(pool)
         slots = p["processes"] * concurrency
         ideal = -(-n // slots) * p["sleep_ms"] / 1000
         progress(f"{n} sleeps at concurrency {concurrency}: {elapsed:.3f} s (ideal {ideal:.3f} s)")
@@ -220,8 +226,7 @@ class Suite:
     async def cpu(self):
         p = self.params
         iters = calibrate_spin(p["cpu_task_ms"] / 1000)
-        pool = self.pool()
-        try:
+        async with self.pool() as pool:
             await pool.map(burn, [iters // 20] * p["processes"])
             for key, n in (("cpu_small_speedup", p["cpu_small"]), ("cpu_large_speedup", p["cpu_large"])):
                 serial = timed(lambda: [spin(iters) for _ in range(n)])
@@ -230,22 +235,17 @@ class Suite:
                 parallel = time.perf_counter() - started
                 self.figures[key] = serial / parallel
                 progress(f"{n} CPU tasks: serial {serial:.3f} s, pool {parallel:.3f} s")
-        finally:
-            await self.close(pool)
 
     async def results(self):
         p = self.params
         size = p["result_bytes"]
-        pool = self.pool()
-        try:
+        async with self.pool() as pool:
             await pool.starmap(blob, [(seed, size) for seed in range(p["processes"] * 2)])
             started = time.perf_counter()
             out = await pool.starmap(blob, [(seed, size) for seed in range(p["result_tasks"])])
             elapsed = time.perf_counter() - started
             total = sum(len(b) for b in out)
             assert total == p["result_tasks"] * size
-        finally:
-            await self.close(pool)
         self.figures["result_1mib_mib_s"] = total / (1 << 20) / elapsed
         progress(f"1 MiB results: {total / (1 << 20) / elapsed:.0f} MiB/s")
 
@@ -255,11 +255,16 @@ class Suite:
         ready, close = [], []
         for _ in range(self.params["startup_runs"]):
             started = time.perf_counter()
-            pool = self.pool()
-            await pool.apply(noop, (0,))
+            pool = Pool(processes=self.params["processes"])
+            try:
+                await pool.apply(noop, (0,))
+            except BaseException:
+                pool.terminate()
+                raise
             ready.append((time.perf_counter() - started) * 1e3)
             closing = time.perf_counter()
-            await self.close(pool)
+            pool.close()
+            await pool.join()
             close.append((time.perf_counter() - closing) * 1e3)
         self.figures["ready_ms"] = statistics.median(ready)
         self.figures["close_ms"] = statistics.median(close)
