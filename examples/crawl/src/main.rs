@@ -126,6 +126,8 @@ async fn crawl_command(args: Args) -> anyhow::Result<ExitCode> {
     // Only the embedded site's links are kept, to check them once the crawl is over.
     let mut found = site.as_ref().map(|_| Vec::new());
     let result = run(&args, &pool, &seeds, &crawl_config, found.as_mut()).await;
+    let tasks_per_worker: Vec<u64> =
+        pool.stats().workers.iter().map(|w| w.tasks_done + w.tasks_failed).collect();
     pool.close().await.context("cannot close the worker pool")?;
     let summary = result?;
 
@@ -136,7 +138,7 @@ async fn crawl_command(args: Args) -> anyhow::Result<ExitCode> {
         eprintln!("interrupted: the links found so far are in {}", args.out.display());
         return Ok(ExitCode::from(130));
     };
-    print_summary(&args, &seeds, processes, &client, &summary);
+    print_summary(&args, &seeds, &tasks_per_worker, &client, &summary);
     if let Some(site) = site {
         let expected = site.expected(&Expectation {
             seeds: &seeds,
@@ -244,10 +246,11 @@ fn read_urls(path: &Path) -> anyhow::Result<Vec<String>> {
 fn print_summary(
     args: &Args,
     seeds: &[String],
-    processes: usize,
+    tasks_per_worker: &[u64],
     client: &ClientConfig,
     summary: &Summary,
 ) {
+    let processes = tasks_per_worker.len();
     let origin = match &args.urls {
         Some(path) => format!("{} urls from {}", seeds.len(), path.display()),
         None => format!("the embedded site at {} ({} pages)", seeds[0], args.site_pages.max(20)),
@@ -279,6 +282,8 @@ fn print_summary(
     kinds.push(format!("{} redirects", summary.redirects));
     println!("                  {}", kinds.join(", "));
     println!("  links found     {}, written to {}", summary.links_found, args.out.display());
+    let shares: Vec<String> = tasks_per_worker.iter().map(u64::to_string).collect();
+    println!("  pages by worker {}", shares.join(" + "));
     let errors: Vec<String> = ErrorKind::ALL
         .iter()
         .filter_map(|kind| summary.errors.get(kind).map(|n| format!("{n} {kind}")))
