@@ -177,13 +177,12 @@ class Suite:
         p = self.params
         async with self.pool() as pool:
             await pool.map(noop, range(min(p["noop_small"], 1_000)))
-            for key in ("noop_small", "noop_large"):
-                n = p[key]
+            for key, n in (("noop_map_small", p["noop_small"]), ("noop_map_large", p["noop_large"])):
                 started = time.perf_counter()
                 out = await pool.map(noop, range(n))
                 elapsed = time.perf_counter() - started
                 assert list(out) == list(range(n)), "map returned wrong results"
-                self.figures["noop_map_" + key.split("_")[1]] = n / elapsed
+                self.figures[key] = n / elapsed
                 progress(f"no-op map of {n}: {n / elapsed:.0f} tasks/s")
 
             samples = []

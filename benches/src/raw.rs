@@ -175,7 +175,15 @@ pub struct Peer {
 impl Peer {
     /// Re-executes the current binary as a peer; `buffer` sets both socket buffers on both ends.
     pub fn spawn(mode: PeerMode, buffer: Option<usize>) -> io::Result<Peer> {
-        let exe = std::env::current_exe()?;
+        Peer::spawn_program(&std::env::current_exe()?, mode, buffer)
+    }
+
+    /// Starts `program`, which must call [`run_peer_if_requested`] first thing, as a peer.
+    pub fn spawn_program(
+        program: &std::path::Path,
+        mode: PeerMode,
+        buffer: Option<usize>,
+    ) -> io::Result<Peer> {
         let (ours, theirs) = UnixStream::pair()?;
         if let Some(bytes) = buffer {
             set_buffers(&ours, bytes)?;
@@ -185,7 +193,7 @@ impl Peer {
         // parent's copy closes right after.
         set_cloexec(theirs.as_raw_fd(), false)?;
         let spec = format!("{}:{}:{}", mode.name(), theirs.as_raw_fd(), buffer.unwrap_or(0));
-        let child = Command::new(exe)
+        let child = Command::new(program)
             .env(PEER_ENV, spec)
             .stdin(Stdio::null())
             .stdout(Stdio::null())

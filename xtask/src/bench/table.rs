@@ -597,6 +597,32 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_row_is_measured_by_the_suite_and_the_python_script() {
+        // The suite and the script are other programs; their sources must at least name each
+        // key this table reads, or a renamed key would silently show as n/a.
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let read = |path: &str| std::fs::read_to_string(root.join(path)).unwrap();
+        let suite = read("benches/src/bin/suite.rs");
+        let python = read("benches/python/aiomp_suite.py");
+        for row in ROWS {
+            let quoted = format!("\"{}\"", row.key);
+            assert!(suite.contains(&quoted), "suite.rs never reports {quoted}");
+            assert!(python.contains(&quoted), "aiomp_suite.py never reports {quoted}");
+            for raw in row.raw_keys {
+                assert!(suite.contains(&format!("\"{raw}\"")), "suite.rs never reports {raw}");
+            }
+            let mut rest = row.label;
+            while let Some(start) = rest.find('{') {
+                let end = rest[start..].find('}').unwrap() + start;
+                let param = &rest[start + 1..end];
+                let lib = read("benches/src/lib.rs");
+                assert!(lib.contains(&format!("pub {param}:")), "no parameter {param}");
+                rest = &rest[end + 1..];
+            }
+        }
+    }
+
+    #[test]
     fn fills_templates_with_grouped_numbers() {
         let params = Json::obj([("n", Json::num(1_000_000.0)), ("ms", Json::num(100.0))]);
         assert_eq!(

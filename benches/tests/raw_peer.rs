@@ -1,0 +1,41 @@
+//! The raw socketpair peer works: it echoes, streams what it is asked for, and exits when closed.
+//!
+//! Correctness only: how fast it is, is the benchmark's business, never a test's.
+
+use std::path::Path;
+
+use polyloop_benches::raw::{ECHO_BYTES, Peer, PeerMode};
+
+fn suite() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_suite"))
+}
+
+#[test]
+fn echo_peer_answers_every_round_trip_and_exits_cleanly() {
+    let mut peer = Peer::spawn_program(suite(), PeerMode::Echo, None).expect("spawn the peer");
+    assert!(peer.pid() > 0);
+    let samples = peer.round_trips(3, 20).expect("round trips");
+    assert_eq!(samples.len(), 20);
+    let status = peer.finish().expect("reap the peer");
+    assert!(status.success(), "peer exited with {status}");
+}
+
+#[test]
+fn source_peer_sends_what_was_asked_with_large_buffers() {
+    let buffer = Some(4 << 20);
+    let mut peer = Peer::spawn_program(suite(), PeerMode::Source, buffer).expect("spawn the peer");
+    for (count, size) in [(1, ECHO_BYTES as u32), (3, 1 << 20), (2, 12_345)] {
+        peer.receive(count, size).expect("every byte arrives");
+    }
+    let status = peer.finish().expect("reap the peer");
+    assert!(status.success(), "peer exited with {status}");
+}
+
+#[test]
+fn a_dropped_peer_is_killed_and_reaped() {
+    let peer = Peer::spawn_program(suite(), PeerMode::Echo, None).expect("spawn the peer");
+    let pid = peer.pid();
+    drop(peer);
+    // Reaped means gone from the process table, not a zombie.
+    assert!(!Path::new(&format!("/proc/{pid}")).exists() || !cfg!(target_os = "linux"));
+}
