@@ -52,7 +52,7 @@ pub(crate) async fn supervise(shared: Arc<Shared>, worker_idx: usize, first: Con
             End::Died => slot.counters.restarts.fetch_add(1, Ordering::Relaxed),
         };
         let shard = &shared.shards[slot.queue_idx];
-        if shard.queue.is_closed() && shard.queue.is_empty() {
+        if shard.queue.is_closed_and_empty() {
             return;
         }
     }
@@ -101,6 +101,8 @@ struct Driver<'a> {
     killed_for_timeout: Option<Instant>,
     /// Why the worker is considered broken, when it sent something invalid.
     broken: Option<String>,
+    /// The last task looked up in the worker's registry: consecutive tasks are usually alike.
+    last_task: Option<(&'static str, u64, u32)>,
 }
 
 impl<'a> Driver<'a> {
@@ -124,6 +126,7 @@ impl<'a> Driver<'a> {
             sends: VecDeque::new(),
             killed_for_timeout: None,
             broken: None,
+            last_task: None,
         }
     }
 
@@ -188,14 +191,20 @@ impl<'a> Driver<'a> {
                     }
                 },
                 () = self.slot.sweep.notified() => self.sweep(&mut conn).await,
-                job = self.shard.queue.recv(), if can_take => match job {
-                    Ok(job) => {
+                chunk = self.shard.queue.pop(), if can_take => match chunk {
+                    Some(chunk) => {
                         let now = Instant::now();
-                        self.take(job, &conn, now);
-                        self.take_more(&conn, now);
+                        let mut room = self.room();
+                        let mut chunk = Some(chunk);
+                        while let Some(jobs) = chunk.take() {
+                            room = self.take_chunk(jobs, room, &conn, now);
+                            if room > 0 {
+                                chunk = self.shard.queue.try_pop();
+                            }
+                        }
                         self.flush(&mut conn).await;
                     }
-                    Err(_) => queue_open = false,
+                    None => queue_open = false,
                 },
                 () = sleep_until_opt(deadline) => {
                     self.killed_for_timeout = Some(Instant::now());
@@ -213,8 +222,17 @@ impl<'a> Driver<'a> {
                 .shared
                 .resolve(job, Err(TaskError::new(Kind::Cancelled, name, "nobody waits for it")));
         }
-        let index = match conn.registry.index(job.key.name, job.key.fingerprint) {
-            Ok(index) => index,
+        let cached = self.last_task.filter(|&(name, fingerprint, _)| {
+            std::ptr::eq(name, job.key.name) && fingerprint == job.key.fingerprint
+        });
+        let index = match cached
+            .map(|(_, _, index)| Ok(index))
+            .unwrap_or_else(|| conn.registry.index(job.key.name, job.key.fingerprint))
+        {
+            Ok(index) => {
+                self.last_task = Some((job.key.name, job.key.fingerprint, index));
+                index
+            }
             Err(msg) => {
                 let name = job.key.name;
                 return self.shared.resolve(job, Err(TaskError::new(Kind::UnknownTask, name, msg)));
@@ -253,19 +271,38 @@ impl<'a> Driver<'a> {
         self.slot.counters.in_flight.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Takes what is queued, up to this worker's credit, budget and fair share: with several
-    /// idle workers on one queue, each takes its part, so CPU-bound work spreads.
-    fn take_more(&mut self, conn: &Connection, now: Instant) {
-        let queued = self.shard.queue.len();
-        let fair_share = (queued + 1).div_ceil(self.shard.n_workers).max(1);
-        let room = self.credit().saturating_sub(self.n_in_flight).min(fair_share.saturating_sub(1));
-        let room = room.min(usize::try_from(self.budget_left()).unwrap_or(usize::MAX));
-        for _ in 0..room {
-            match self.shard.queue.try_recv() {
-                Ok(job) => self.take(job, conn, now),
-                Err(_) => break,
+    /// How many tasks to take now: this worker's free credit and remaining budget, and at most
+    /// its fair share of what is queued, so that with several idle workers on one queue each
+    /// takes its part and CPU-bound work spreads. Always at least one, when called.
+    fn room(&self) -> usize {
+        let queued = self.shard.queue.len() + 1;
+        let fair_share = queued.div_ceil(self.shard.n_workers).max(1);
+        let credit = self.credit().saturating_sub(self.n_in_flight).max(1);
+        let budget = usize::try_from(self.budget_left()).unwrap_or(usize::MAX);
+        credit.min(fair_share).min(budget)
+    }
+
+    /// Takes up to `room` jobs of `jobs` and puts the rest back; returns the room left.
+    fn take_chunk(
+        &mut self,
+        jobs: Vec<Job>,
+        mut room: usize,
+        conn: &Connection,
+        now: Instant,
+    ) -> usize {
+        let mut jobs = jobs.into_iter();
+        for job in jobs.by_ref() {
+            self.take(job, conn, now);
+            room -= 1;
+            if room == 0 {
+                break;
             }
         }
+        let rest: Vec<Job> = jobs.collect();
+        if !rest.is_empty() {
+            self.shared.requeue(self.slot.queue_idx, rest, Kind::Cancelled, "the pool was dropped");
+        }
+        room
     }
 
     /// Writes the batch and anything else waiting, in one write.
@@ -392,6 +429,7 @@ impl<'a> Driver<'a> {
             None => format!("worker {} (pid {}) died: {status}", self.worker_idx, self.pid),
         };
         let timeout = self.shared.config.task_timeout;
+        let mut retry = Vec::new();
         for entry in std::mem::take(&mut self.slab).into_iter().flatten() {
             self.release();
             let InFlight { mut job, sent_at, .. } = entry;
@@ -411,7 +449,7 @@ impl<'a> Driver<'a> {
                 self.shared.resolve(job, Err(TaskError::new(Kind::Timeout, name, msg)));
             } else if job.retries < self.shared.config.retries && !job.reply.is_closed() {
                 job.retries += 1;
-                self.shared.requeue(self.slot.queue_idx, job);
+                retry.push(job);
             } else {
                 self.slot.counters.failed.fetch_add(1, Ordering::Relaxed);
                 self.shared
@@ -420,6 +458,7 @@ impl<'a> Driver<'a> {
         }
         self.free.clear();
         self.sends.clear();
+        self.shared.requeue(self.slot.queue_idx, retry, Kind::Cancelled, "the pool was dropped");
     }
 }
 

@@ -31,6 +31,7 @@ mod error;
 mod job;
 mod pool;
 mod process;
+mod queue;
 mod scheduler;
 mod stats;
 mod stream;

@@ -15,6 +15,7 @@ use crate::connection::{RemoteRegistry, connect};
 use crate::error::Kind;
 use crate::job::{Job, RawResult, Reply, TaskKey};
 use crate::process::WorkerProc;
+use crate::queue::Queue;
 use crate::scheduler::{QueueLoads, Scheduler};
 use crate::stats::{PoolStats, WorkerCounters};
 use crate::stream::{Inputs, MapStream, Order};
@@ -49,8 +50,7 @@ pub(crate) struct Shared {
 /// One queue and the workers bound to it.
 #[derive(Debug)]
 pub(crate) struct Shard {
-    pub(crate) queue_tx: async_channel::Sender<Job>,
-    pub(crate) queue: async_channel::Receiver<Job>,
+    pub(crate) queue: Queue,
     pub(crate) in_flight: AtomicUsize,
     pub(crate) n_workers: usize,
 }
@@ -76,44 +76,60 @@ impl Shared {
         }
     }
 
-    /// Queues a job, or resolves it at once if the pool is closed.
-    fn enqueue(&self, job: Job) {
+    /// Queues a chunk of jobs, or resolves them at once if the pool is closed.
+    pub(crate) fn enqueue(&self, chunk: Vec<Job>) {
+        if chunk.is_empty() {
+            return;
+        }
         if self.closing.load(Ordering::Acquire) {
-            let name = job.key.name;
-            return job.resolve(Err(TaskError::new(Kind::PoolClosed, name, "the pool is closed")));
+            for job in chunk {
+                let name = job.key.name;
+                job.resolve(Err(TaskError::new(Kind::PoolClosed, name, "the pool is closed")));
+            }
+            return;
         }
-        self.outstanding.fetch_add(1, Ordering::AcqRel);
-        let shard = match self.shards.len() {
-            1 => &self.shards[0],
-            n => &self.shards[self.scheduler.pick(&QueueLoads { shards: &self.shards }) % n],
-        };
-        if let Err(err) = shard.queue_tx.try_send(job) {
-            let job = err.into_inner();
-            let msg = "the pool is closed";
-            let name = job.key.name;
-            self.resolve(job, Err(TaskError::new(Kind::PoolClosed, name, msg)));
+        self.outstanding.fetch_add(chunk.len(), Ordering::AcqRel);
+        let n_queues = self.shards.len();
+        if n_queues == 1 {
+            return self.requeue(0, chunk, Kind::PoolClosed, "the pool is closed");
+        }
+        // The scheduler chooses per task; each queue then gets one chunk of its tasks.
+        let mut per_queue: Vec<Vec<Job>> = (0..n_queues).map(|_| Vec::new()).collect();
+        let mut pending = vec![0; n_queues];
+        for job in chunk {
+            let queue_idx =
+                self.scheduler.pick(&QueueLoads { shards: &self.shards, pending: &pending });
+            let queue_idx = queue_idx % n_queues;
+            pending[queue_idx] += 1;
+            per_queue[queue_idx].push(job);
+        }
+        for (queue_idx, jobs) in per_queue.into_iter().enumerate() {
+            if !jobs.is_empty() {
+                self.requeue(queue_idx, jobs, Kind::PoolClosed, "the pool is closed");
+            }
         }
     }
 
-    /// Puts a job back in its queue after its worker died.
-    pub(crate) fn requeue(&self, queue_idx: usize, job: Job) {
-        if let Err(err) = self.shards[queue_idx].queue_tx.try_send(job) {
-            let job = err.into_inner();
-            let name = job.key.name;
-            self.resolve(job, Err(TaskError::new(Kind::Cancelled, name, "the pool was dropped")));
+    /// Puts jobs (back) in queue `queue_idx`; if it is closed, they fail with `kind`.
+    pub(crate) fn requeue(&self, queue_idx: usize, chunk: Vec<Job>, kind: Kind, why: &str) {
+        if let Err(chunk) = self.shards[queue_idx].queue.push(chunk) {
+            for job in chunk {
+                let name = job.key.name;
+                self.resolve(job, Err(TaskError::new(kind, name, why)));
+            }
         }
     }
 
-    /// Encodes an input and submits it; an input that does not serialize fails on its own.
-    pub(crate) fn submit_raw<T: Task>(&self, input: &T::Input, reply: Reply) {
+    /// Encodes an input into a job; an input that does not serialize fails on its own.
+    pub(crate) fn make_job<T: Task>(&self, input: &T::Input, reply: Reply) -> Option<Job> {
         let key = TaskKey { name: T::NAME, fingerprint: T::fingerprint() };
         match postcard::to_allocvec(input) {
-            Ok(input) => self.enqueue(Job { key, input, reply, retries: 0 }),
-            Err(err) => reply.send(Err(TaskError::new(
-                Kind::Serialization,
-                T::NAME,
-                format!("input failed to serialize: {err}"),
-            ))),
+            Ok(input) => Some(Job { key, input, reply, retries: 0 }),
+            Err(err) => {
+                let msg = format!("input failed to serialize: {err}");
+                reply.send(Err(TaskError::new(Kind::Serialization, T::NAME, msg)));
+                None
+            }
         }
     }
 
@@ -172,9 +188,8 @@ impl Pool {
         let registry = Arc::clone(&connections[0].registry);
         let shards = (0..n_queues)
             .map(|queue_idx| {
-                let (queue_tx, queue) = async_channel::unbounded();
                 let n_workers = (0..config.processes).filter(|w| w % n_queues == queue_idx).count();
-                Shard { queue_tx, queue, in_flight: AtomicUsize::new(0), n_workers }
+                Shard { queue: Queue::new(), in_flight: AtomicUsize::new(0), n_workers }
             })
             .collect();
         let slots = (0..config.processes)
@@ -214,7 +229,11 @@ impl Pool {
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         match self.shared.check_task::<T>() {
-            Ok(()) => self.shared.submit_raw::<T>(&input, Reply::One(tx)),
+            Ok(()) => {
+                if let Some(job) = self.shared.make_job::<T>(&input, Reply::One(tx)) {
+                    self.shared.enqueue(vec![job]);
+                }
+            }
             Err(err) => {
                 let _ = tx.send(Err(err));
             }
@@ -306,7 +325,7 @@ impl Pool {
             drained.await;
         }
         for shard in &self.shared.shards {
-            shard.queue_tx.close();
+            shard.queue.close();
         }
         let supervisors =
             std::mem::take(&mut *self.supervisors.lock().unwrap_or_else(PoisonError::into_inner));
@@ -343,13 +362,13 @@ impl Drop for Pool {
             }
         }
         for shard in &self.shared.shards {
-            shard.queue_tx.close();
-            while let Ok(job) = shard.queue.try_recv() {
-                let name = job.key.name;
-                self.shared.resolve(
-                    job,
-                    Err(TaskError::new(Kind::Cancelled, name, "the pool was dropped")),
-                );
+            shard.queue.close();
+            while let Some(chunk) = shard.queue.try_pop() {
+                for job in chunk {
+                    let name = job.key.name;
+                    let err = TaskError::new(Kind::Cancelled, name, "the pool was dropped");
+                    self.shared.resolve(job, Err(err));
+                }
             }
         }
     }

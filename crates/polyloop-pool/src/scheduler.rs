@@ -6,6 +6,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 /// A read-only view of the pool's queues, for a [`Scheduler`] to choose from.
 pub struct QueueLoads<'a> {
     pub(crate) shards: &'a [crate::pool::Shard],
+    /// Tasks of the chunk being scheduled that were already assigned to each queue.
+    pub(crate) pending: &'a [usize],
 }
 
 impl QueueLoads<'_> {
@@ -21,7 +23,7 @@ impl QueueLoads<'_> {
 
     /// Tasks waiting in queue `queue_idx`.
     pub fn queued(&self, queue_idx: usize) -> usize {
-        self.shards[queue_idx].queue.len()
+        self.shards[queue_idx].queue.len() + self.pending.get(queue_idx).copied().unwrap_or(0)
     }
 
     /// Tasks sent to the workers of queue `queue_idx` and not yet finished.

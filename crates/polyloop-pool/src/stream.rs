@@ -184,17 +184,20 @@ impl<T: Task, S: InputSource<T::Input>> MapStream<T, S> {
             }
         }
         loop {
+            // Everything the window allows goes to the queue as one chunk.
+            let mut chunk = Vec::new();
             while !this.exhausted && this.submitted - this.yielded < this.window {
                 match this.source.poll_next_input(cx) {
                     Poll::Ready(Some(input)) => {
                         let reply = Reply::Stream { tx: this.tx.clone(), seq: this.submitted };
-                        this.shared.submit_raw::<T>(&input, reply);
+                        chunk.extend(this.shared.make_job::<T>(&input, reply));
                         this.submitted += 1;
                     }
                     Poll::Ready(None) => this.exhausted = true,
                     Poll::Pending => break,
                 }
             }
+            this.shared.enqueue(chunk);
             while let Ok((seq, result)) = this.rx.try_recv() {
                 this.place(seq, result);
             }

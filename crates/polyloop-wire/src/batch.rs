@@ -5,7 +5,7 @@
 //! encoded as it arrives, and the frame header, variant tag and count are written at the end.
 
 use crate::frame::patch_header;
-use crate::{FRAME_HEADER_LEN, Limits, Outcome, TaskFrame, WireError, varint};
+use crate::{FRAME_HEADER_LEN, Limits, Outcome, WireError, varint};
 
 /// The variant tags of the batch messages, fixed by their position in the enums.
 const TASKS_TAG: u64 = 1;
@@ -43,9 +43,13 @@ pub struct TaskBatch(Batch);
 impl TaskBatch {
     /// Appends one task.
     pub fn push(&mut self, slot: u32, task: u32, input: &[u8]) {
-        let frame = TaskFrame { slot, task, input };
-        // Serializing into a Vec cannot fail for these field types.
-        let _ = postcard::to_io(&frame, &mut self.0.items);
+        // Exactly postcard's encoding of `TaskFrame { slot, task, input }` (three varints and
+        // the bytes), written by hand because this runs once per task.
+        let items = &mut self.0.items;
+        varint::push_u64(items, slot.into());
+        varint::push_u64(items, task.into());
+        varint::push_u64(items, input.len() as u64);
+        items.extend_from_slice(input);
         self.0.count += 1;
     }
 
@@ -77,6 +81,16 @@ pub struct ResultBatch(Batch);
 impl ResultBatch {
     /// Appends one result.
     pub fn push(&mut self, slot: u32, outcome: &Outcome<'_>) {
+        if let Outcome::Ok(output) = outcome {
+            // The hot path, by hand: slot, the `Ok` tag (0), then the bytes.
+            let items = &mut self.0.items;
+            varint::push_u64(items, slot.into());
+            items.push(0);
+            varint::push_u64(items, output.len() as u64);
+            items.extend_from_slice(output);
+            self.0.count += 1;
+            return;
+        }
         // A tuple encodes exactly like the `ResultFrame` struct, without cloning the outcome.
         // Serializing into a Vec cannot fail for these field types.
         let _ = postcard::to_io(&(slot, outcome), &mut self.0.items);

@@ -202,6 +202,37 @@ async fn queue_count_binds_workers_to_shards() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A user's own scheduler: everything to the last queue.
+#[derive(Debug)]
+struct LastQueue;
+
+impl polyloop::Scheduler for LastQueue {
+    fn pick(&self, loads: &polyloop::QueueLoads<'_>) -> usize {
+        loads.len() - 1
+    }
+}
+
+#[tokio::test]
+async fn schedulers_choose_the_queue() -> anyhow::Result<()> {
+    let pool = Pool::builder().processes(2).queue_count(2).scheduler(LastQueue).build().await?;
+    let pids: HashSet<u32> = pool.map(nap, std::iter::repeat_n(5, 40)).await?.into_iter().collect();
+    let last = pool.stats().workers[1].pid;
+    assert_eq!(pids, HashSet::from([last]), "only the worker of the last queue ran tasks");
+    pool.close().await?;
+
+    let pool = Pool::builder()
+        .processes(2)
+        .queue_count(2)
+        .scheduler(polyloop::LeastLoaded)
+        .build()
+        .await?;
+    pool.map(nap, std::iter::repeat_n(5, 40)).await?;
+    let done: Vec<u64> = pool.stats().workers.iter().map(|w| w.tasks_done).collect();
+    assert_eq!(done, [20, 20], "least-loaded splits a burst evenly");
+    pool.close().await?;
+    Ok(())
+}
+
 #[tokio::test]
 async fn max_tasks_per_child_recycles_exactly() -> anyhow::Result<()> {
     let pool = Pool::builder().processes(2).max_tasks_per_child(10).build().await?;

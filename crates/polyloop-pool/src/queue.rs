@@ -1,0 +1,61 @@
+//! A shard's queue: chunks of jobs on an async channel, with a count of the jobs inside.
+//!
+//! Jobs travel in chunks (a map submits everything its window allows as one), so the channel's
+//! cost (a lock and a wake-up) is paid per chunk, not per task. A driver takes what it has credit
+//! for and puts the rest back for the other workers.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::job::Job;
+
+#[derive(Debug)]
+pub(crate) struct Queue {
+    tx: async_channel::Sender<Vec<Job>>,
+    rx: async_channel::Receiver<Vec<Job>>,
+    /// Jobs (not chunks) in the channel.
+    queued: AtomicUsize,
+}
+
+impl Queue {
+    pub(crate) fn new() -> Self {
+        let (tx, rx) = async_channel::unbounded();
+        Queue { tx, rx, queued: AtomicUsize::new(0) }
+    }
+
+    /// Queues a chunk; hands it back if the queue is closed.
+    pub(crate) fn push(&self, chunk: Vec<Job>) -> Result<(), Vec<Job>> {
+        let n = chunk.len();
+        self.queued.fetch_add(n, Ordering::Relaxed);
+        self.tx.try_send(chunk).map_err(|err| {
+            self.queued.fetch_sub(n, Ordering::Relaxed);
+            err.into_inner()
+        })
+    }
+
+    /// The next chunk; `None` once the queue is closed and empty.
+    pub(crate) async fn pop(&self) -> Option<Vec<Job>> {
+        let chunk = self.rx.recv().await.ok()?;
+        self.queued.fetch_sub(chunk.len(), Ordering::Relaxed);
+        Some(chunk)
+    }
+
+    /// The next chunk if one is queued.
+    pub(crate) fn try_pop(&self) -> Option<Vec<Job>> {
+        let chunk = self.rx.try_recv().ok()?;
+        self.queued.fetch_sub(chunk.len(), Ordering::Relaxed);
+        Some(chunk)
+    }
+
+    /// Jobs waiting.
+    pub(crate) fn len(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn close(&self) {
+        self.tx.close();
+    }
+
+    pub(crate) fn is_closed_and_empty(&self) -> bool {
+        self.rx.is_closed() && self.rx.is_empty()
+    }
+}
