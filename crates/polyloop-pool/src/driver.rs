@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use crate::TaskError;
 use crate::connection::{Connection, connect};
 use crate::error::Kind;
-use crate::job::{Job, RawResult};
+use crate::job::{Job, RawResult, StreamBatch};
 use crate::pool::{Shard, Shared, Slot};
 
 /// How long to wait before starting a worker again after a failed start, doubling up to a cap.
@@ -325,9 +325,13 @@ impl<'a> Driver<'a> {
                     let now = Instant::now();
                     let mut latency = Duration::ZERO;
                     let n = results.len();
-                    for result in results {
-                        latency += self.complete(result, now)?;
-                    }
+                    let mut batch = StreamBatch::default();
+                    let completed = results.into_iter().try_for_each(|result| {
+                        latency += self.complete(result, now, &mut batch)?;
+                        Ok::<_, WireError>(())
+                    });
+                    batch.flush();
+                    completed?;
                     if n > 0 {
                         self.adapt_prefetch(latency / n as u32);
                     }
@@ -339,7 +343,12 @@ impl<'a> Driver<'a> {
     }
 
     /// Routes one result to its waiter; returns how long the task was in flight.
-    fn complete(&mut self, result: ResultFrame<'_>, now: Instant) -> Result<Duration, WireError> {
+    fn complete(
+        &mut self,
+        result: ResultFrame<'_>,
+        now: Instant,
+        batch: &mut StreamBatch,
+    ) -> Result<Duration, WireError> {
         let Some(in_flight) = self.slab.get_mut(result.slot as usize).and_then(Option::take) else {
             return Err(WireError::Unexpected("a result for a task it does not hold"));
         };
@@ -371,7 +380,8 @@ impl<'a> Driver<'a> {
         let counter =
             if raw.is_ok() { &self.slot.counters.done } else { &self.slot.counters.failed };
         counter.fetch_add(1, Ordering::Relaxed);
-        self.shared.resolve(in_flight.job, raw);
+        batch.add(in_flight.job.reply, raw);
+        self.shared.resolved(1);
         Ok(now.saturating_duration_since(in_flight.sent_at))
     }
 

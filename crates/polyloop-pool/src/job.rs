@@ -29,8 +29,9 @@ pub(crate) struct Job {
 pub(crate) enum Reply {
     /// A [`TaskHandle`](crate::TaskHandle).
     One(oneshot::Sender<RawResult>),
-    /// A map stream, which orders by `seq` if it needs to.
-    Stream { tx: mpsc::UnboundedSender<(u64, RawResult)>, seq: u64 },
+    /// A map stream, which orders by `seq` if it needs to. Results travel in batches: a driver
+    /// sends all the results of one frame for one stream at once.
+    Stream { tx: mpsc::UnboundedSender<Vec<(u64, RawResult)>>, seq: u64 },
 }
 
 impl Reply {
@@ -49,7 +50,7 @@ impl Reply {
                 let _ = tx.send(result);
             }
             Reply::Stream { tx, seq } => {
-                let _ = tx.send((seq, result));
+                let _ = tx.send(vec![(seq, result)]);
             }
         }
     }
@@ -58,5 +59,36 @@ impl Reply {
 impl Job {
     pub(crate) fn resolve(self, result: RawResult) {
         self.reply.send(result);
+    }
+}
+
+/// Collects the results of one frame per stream, so a stream is sent (and woken) once per frame
+/// instead of once per result.
+#[derive(Debug, Default)]
+pub(crate) struct StreamBatch {
+    current: Option<(mpsc::UnboundedSender<Vec<(u64, RawResult)>>, Vec<(u64, RawResult)>)>,
+}
+
+impl StreamBatch {
+    /// Adds a result for `reply`; a reply that is not a stream is sent at once.
+    pub(crate) fn add(&mut self, reply: Reply, result: RawResult) {
+        let Reply::Stream { tx, seq } = reply else {
+            return reply.send(result);
+        };
+        match &mut self.current {
+            Some((current, results)) if current.same_channel(&tx) => results.push((seq, result)),
+            _ => {
+                self.flush();
+                self.current = Some((tx, vec![(seq, result)]));
+            }
+        }
+    }
+
+    /// Sends what was collected.
+    pub(crate) fn flush(&mut self) {
+        if let Some((tx, results)) = self.current.take() {
+            // A dropped stream no longer wants them.
+            let _ = tx.send(results);
+        }
     }
 }

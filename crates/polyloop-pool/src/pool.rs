@@ -69,7 +69,12 @@ impl Shared {
     /// Counts a task as resolved and hands it its result.
     pub(crate) fn resolve(&self, job: Job, result: RawResult) {
         job.resolve(result);
-        if self.outstanding.fetch_sub(1, Ordering::AcqRel) == 1
+        self.resolved(1);
+    }
+
+    /// Counts `n` tasks as resolved (their results were handed over in a batch).
+    pub(crate) fn resolved(&self, n: usize) {
+        if self.outstanding.fetch_sub(n, Ordering::AcqRel) == n
             && self.closing.load(Ordering::Acquire)
         {
             self.drained.notify_waiters();

@@ -109,8 +109,8 @@ pub struct MapStream<T: Task, S> {
     yielded: u64,
     exhausted: bool,
     checked: bool,
-    tx: mpsc::UnboundedSender<(u64, RawResult)>,
-    rx: mpsc::UnboundedReceiver<(u64, RawResult)>,
+    tx: mpsc::UnboundedSender<Vec<(u64, RawResult)>>,
+    rx: mpsc::UnboundedReceiver<Vec<(u64, RawResult)>>,
     /// Ordered: results by sequence number, starting at `yielded`. Unordered: results as they came.
     ready: VecDeque<Option<RawResult>>,
     _task: std::marker::PhantomData<fn() -> T>,
@@ -198,8 +198,10 @@ impl<T: Task, S: InputSource<T::Input>> MapStream<T, S> {
                 }
             }
             this.shared.enqueue(chunk);
-            while let Ok((seq, result)) = this.rx.try_recv() {
-                this.place(seq, result);
+            while let Ok(results) = this.rx.try_recv() {
+                for (seq, result) in results {
+                    this.place(seq, result);
+                }
             }
             if let Some(Some(_)) = this.ready.front()
                 && let Some(Some(result)) = this.ready.pop_front()
@@ -211,7 +213,11 @@ impl<T: Task, S: InputSource<T::Input>> MapStream<T, S> {
                 return Poll::Ready(None);
             }
             match this.rx.poll_recv(cx) {
-                Poll::Ready(Some((seq, result))) => this.place(seq, result),
+                Poll::Ready(Some(results)) => {
+                    for (seq, result) in results {
+                        this.place(seq, result);
+                    }
+                }
                 // We hold a sender, so the channel never closes.
                 Poll::Ready(None) | Poll::Pending => return Poll::Pending,
             }
