@@ -238,9 +238,16 @@ impl Fetcher {
             Err(e) => return PageResult::failed(url, ErrorKind::InvalidUrl, e.to_string()),
         };
         let semaphore = self.host_semaphore(&parsed);
-        // Host semaphores are never closed, so this always holds a permit.
-        let _permit = semaphore.acquire().await;
-        let outcome = self.fetch_parsed(parsed).await;
+        let downloaded = {
+            // Held for the request only, not the parse. Host semaphores are never closed, so
+            // this always holds a permit.
+            let _permit = semaphore.acquire().await;
+            self.download(&parsed).await
+        };
+        let outcome = match downloaded {
+            Ok(Html { body, truncated }) => parse(&parsed, &body, truncated),
+            Err(outcome) => outcome,
+        };
         PageResult { url: url.to_owned(), outcome }
     }
 
@@ -257,15 +264,16 @@ impl Fetcher {
             .clone()
     }
 
-    async fn fetch_parsed(&self, url: Url) -> Outcome {
+    /// The body of an HTML page, or what else the URL answered.
+    async fn download(&self, url: &Url) -> Result<Html, Outcome> {
         let mut response = match self.client.get(url.clone()).send().await {
             Ok(response) => response,
-            Err(e) => return failed(classify(&e), chain(&e)),
+            Err(e) => return Err(failed(classify(&e), chain(&e))),
         };
         let status = response.status();
         if status.is_redirection() {
             let location = response.headers().get(LOCATION).and_then(|v| v.to_str().ok());
-            return match location.and_then(|location| resolve(&url, location)) {
+            return Err(match location.and_then(|location| resolve(url, location)) {
                 Some(location) => {
                     Outcome::Redirect { status: status.as_u16(), location: location.into() }
                 }
@@ -276,10 +284,10 @@ impl Fetcher {
                         None => format!("{status} without a usable Location"),
                     },
                 ),
-            };
+            });
         }
         if status.as_u16() >= 400 {
-            return failed(ErrorKind::HttpStatus, format!("http {status}"));
+            return Err(failed(ErrorKind::HttpStatus, format!("http {status}")));
         }
         let content_type = response
             .headers()
@@ -288,7 +296,7 @@ impl Fetcher {
             .unwrap_or("")
             .to_owned();
         if !is_html(&content_type) {
-            return Outcome::NotHtml { content_type };
+            return Err(Outcome::NotHtml { content_type });
         }
 
         let cap = self.config.max_body;
@@ -308,19 +316,28 @@ impl Fetcher {
                     body.extend_from_slice(&chunk);
                 }
                 Ok(None) => break,
-                Err(e) => return failed(classify(&e), chain(&e)),
+                Err(e) => return Err(failed(classify(&e), chain(&e))),
             }
         }
-        drop(response);
-
-        let text = if truncated { utf8_prefix(&body) } else { std::str::from_utf8(&body).ok() };
-        let Some(text) = text else {
-            let at = std::str::from_utf8(&body).err().map_or(0, |e| e.valid_up_to());
-            return failed(ErrorKind::NonUtf8, format!("body is not utf-8 (invalid byte at {at})"));
-        };
-        let links = extract_links(text, &url).into_iter().map(String::from).collect();
-        Outcome::Html { links, bytes: body.len() as u64, truncated }
+        Ok(Html { body, truncated })
     }
+}
+
+/// A downloaded HTML body, cut at the cap if `truncated`.
+struct Html {
+    body: Vec<u8>,
+    truncated: bool,
+}
+
+/// The links of an HTML body, which must be UTF-8 (but for a character cut at the cap).
+fn parse(url: &Url, body: &[u8], truncated: bool) -> Outcome {
+    let text = if truncated { utf8_prefix(body) } else { std::str::from_utf8(body).ok() };
+    let Some(text) = text else {
+        let at = std::str::from_utf8(body).err().map_or(0, |e| e.valid_up_to());
+        return failed(ErrorKind::NonUtf8, format!("body is not utf-8 (invalid byte at {at})"));
+    };
+    let links = extract_links(text, url).into_iter().map(String::from).collect();
+    Outcome::Html { links, bytes: body.len() as u64, truncated }
 }
 
 fn failed(kind: ErrorKind, message: impl Into<String>) -> Outcome {
