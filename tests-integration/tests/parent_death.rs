@@ -242,7 +242,6 @@ async fn sigterm_to_the_group_leaves_shutdown_to_the_parent_s_drop() -> anyhow::
 /// tokio worker thread that calls `block_in_place` hands its core to a new thread and becomes a
 /// blocking-pool thread, which exits once idle (after `thread_keep_alive`, 10 s by default).
 #[test]
-#[ignore = "bug: a worker is SIGKILLed (PR_SET_PDEATHSIG) when the runtime thread that spawned it exits"]
 fn workers_outlive_the_runtime_thread_that_spawned_them() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)

@@ -113,17 +113,45 @@ pub fn run_worker_process(fd: RawFd, parent: i32, registry: Registry) -> Result<
 }
 
 /// Makes sure the worker dies with its parent even when it cannot read its socket (a task that
-/// blocks the thread): on Linux the kernel sends SIGKILL when the parent exits. The primary
-/// signal is the end of stream on the socket, which works everywhere.
+/// blocks the thread): a small thread waits for the parent to exit and ends the process. The
+/// primary signal is the end of stream on the socket, which the worker loop sees.
+///
+/// Not `PR_SET_PDEATHSIG`: it fires when the parent *thread* that spawned us exits, and a
+/// tokio runtime retires idle threads while the pool lives on.
 fn orphan_guard(parent: i32) -> Result<(), WorkerError> {
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
-        .map_err(std::io::Error::from)?;
-    // The parent may have died before the line above ran; then we were re-parented already.
+    // The parent may have died before we got here; then we were re-parented already.
     if nix::unistd::getppid().as_raw() != parent {
         std::process::exit(0);
     }
+    std::thread::Builder::new().name("polyloop-parent-watch".into()).stack_size(64 * 1024).spawn(
+        move || {
+            wait_for_exit(parent);
+            // Nobody wants this worker's results any more; skip destructors and flushes.
+            // SAFETY: _exit is async-signal-safe and ends the process at once.
+            unsafe { libc::_exit(0) }
+        },
+    )?;
     Ok(())
+}
+
+/// Blocks until process `parent` has exited.
+fn wait_for_exit(parent: i32) {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, parent, 0) };
+        if fd >= 0 {
+            let mut poll = libc::pollfd { fd: fd as i32, events: libc::POLLIN, revents: 0 };
+            // SAFETY: one valid pollfd; a pidfd becomes readable when its process exits.
+            while unsafe { libc::poll(&mut poll, 1, -1) } < 0 {}
+            return;
+        }
+    }
+    // Without pidfds (macOS, Linux before 5.3): re-parenting is how an exit shows. A slow poll,
+    // on a thread of its own, only for the case where the socket cannot tell.
+    while nix::unistd::getppid().as_raw() == parent {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }
 
 /// Leaves signals aimed at the whole process group to the parent: it decides when workers stop
