@@ -258,8 +258,8 @@ impl Pool {
         self.submit(task, input).await
     }
 
-    /// Runs `task` on every input and returns the outputs in input order, or the first error
-    /// (the tasks still running are then cancelled).
+    /// Runs `task` on every input and returns the outputs in input order, or the first error to
+    /// arrive, as soon as it arrives (the tasks still running are then cancelled).
     ///
     /// Inputs are pulled lazily: memory stays bounded however long the iterator is.
     pub async fn map<T, I>(&self, task: T, inputs: I) -> Result<Vec<T::Output>, TaskError>
@@ -267,7 +267,7 @@ impl Pool {
         T: Task,
         I: IntoIterator<Item = T::Input>,
     {
-        let mut stream = self.map_stream(task, inputs);
+        let mut stream = self.map_stream(task, inputs).fail_fast();
         let mut outputs = Vec::with_capacity(stream.size_hint_lower());
         while let Some(result) =
             std::future::poll_fn(|cx| Pin::new(&mut stream).poll_next_item(cx)).await

@@ -113,6 +113,11 @@ pub struct MapStream<T: Task, S> {
     rx: mpsc::UnboundedReceiver<Vec<(u64, RawResult)>>,
     /// Ordered: results by sequence number, starting at `yielded`. Unordered: results as they came.
     ready: VecDeque<Option<RawResult>>,
+    /// For `map`: the first error to arrive is returned at once, ahead of earlier inputs.
+    fail_fast: bool,
+    failure: Option<TaskError>,
+    /// Set once the stream has ended early (unknown task, or fail-fast).
+    finished: bool,
     _task: std::marker::PhantomData<fn() -> T>,
 }
 
@@ -144,6 +149,9 @@ impl<T: Task, S: InputSource<T::Input>> MapStream<T, S> {
             tx,
             rx,
             ready: VecDeque::new(),
+            fail_fast: false,
+            failure: None,
+            finished: false,
             _task: std::marker::PhantomData,
         }
     }
@@ -157,7 +165,20 @@ impl<T: Task, S: InputSource<T::Input>> MapStream<T, S> {
         self.window
     }
 
+    /// Makes the stream yield the first error to arrive at once (what `map` wants).
+    pub(crate) fn fail_fast(mut self) -> Self {
+        self.fail_fast = true;
+        self
+    }
+
     fn place(&mut self, seq: u64, result: RawResult) {
+        let result = match result {
+            Err(err) if self.fail_fast => {
+                self.failure.get_or_insert(err);
+                return;
+            }
+            result => result,
+        };
         match self.order {
             Order::Unordered => self.ready.push_back(Some(result)),
             Order::Ordered => {
@@ -179,9 +200,12 @@ impl<T: Task, S: InputSource<T::Input>> MapStream<T, S> {
             this.checked = true;
             if let Err(err) = this.shared.check_task::<T>() {
                 this.exhausted = true;
-                this.submitted = this.yielded;
+                this.finished = true;
                 return Poll::Ready(Some(Err(err)));
             }
+        }
+        if this.finished {
+            return Poll::Ready(None);
         }
         loop {
             // Everything the window allows goes to the queue as one chunk.
@@ -202,6 +226,12 @@ impl<T: Task, S: InputSource<T::Input>> MapStream<T, S> {
                 for (seq, result) in results {
                     this.place(seq, result);
                 }
+            }
+            if let Some(err) = this.failure.take() {
+                // Fail fast: nothing after the first error is wanted; Drop cancels the rest.
+                this.exhausted = true;
+                this.finished = true;
+                return Poll::Ready(Some(Err(err)));
             }
             if let Some(Some(_)) = this.ready.front()
                 && let Some(Some(result)) = this.ready.pop_front()

@@ -302,6 +302,29 @@ async fn dropping_the_pool_leaves_no_child() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Input 0 naps for a minute; every other input fails at once.
+#[polyloop::task]
+async fn nap_or_fail(i: u64) -> Result<u64, String> {
+    if i == 0 {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        return Ok(0);
+    }
+    Err(format!("input {i} refused"))
+}
+
+#[tokio::test]
+async fn map_fails_fast_on_the_first_error_to_arrive() -> anyhow::Result<()> {
+    let pool = Pool::builder().processes(1).build().await?;
+    // The error of input 1 must not wait for input 0 (a minute): a hang here fails the test.
+    let result =
+        tokio::time::timeout(Duration::from_secs(30), pool.map(nap_or_fail, 0..2u64)).await?;
+    let err = result.expect_err("input 1 fails");
+    assert!(err.is_failed() && err.message().contains("input 1 refused"), "{err}");
+    // The napping task was cancelled in its worker: the pool closes without waiting a minute.
+    tokio::time::timeout(Duration::from_secs(30), pool.close()).await??;
+    Ok(())
+}
+
 /// A task the worker program does not register: implemented by hand, not with the macro.
 #[derive(Clone, Copy, Debug)]
 struct Unregistered;
