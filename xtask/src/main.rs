@@ -5,6 +5,7 @@
 //! Work that needs the library (the benchmark suite) runs as a separate `cargo run`.
 
 mod bench;
+mod chaos;
 mod json;
 
 use std::process::ExitCode;
@@ -17,7 +18,10 @@ commands:
       run the end-to-end benchmark suite in release mode and print one table; writes
       target/bench/results.json, target/bench/results.md and target/bench/sweep.svg
       --quick           short run that proves the harness works (CI); not for judging speed
-      --compare-python  also run the same workloads on Python's aiomultiprocess, if installed";
+      --compare-python  also run the same workloads on Python's aiomultiprocess, if installed
+  chaos [--quick] [--tasks N] [--processes N] [--kill-every-ms N]
+      map a large mix of tasks (sleeps, CPU, 1% panics) while SIGKILLing a random worker every
+      50 ms; prints one table and fails if a task was lost or hung or a process was left behind";
 
 fn main() -> ExitCode {
     match run() {
@@ -35,6 +39,7 @@ fn run() -> anyhow::Result<ExitCode> {
     let rest: Vec<String> = args.collect();
     match command.as_deref() {
         Some("bench") => bench::run(bench::Config::from_args(&rest)?),
+        Some("chaos") => chaos::run(&rest),
         Some("help" | "-h" | "--help") => {
             println!("{USAGE}");
             Ok(ExitCode::SUCCESS)

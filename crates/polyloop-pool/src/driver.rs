@@ -460,6 +460,7 @@ impl<'a> Driver<'a> {
             } else if job.retries < self.shared.config.retries && !job.reply.is_closed() {
                 job.retries += 1;
                 retry.push(job);
+                self.slot.counters.retried.fetch_add(1, Ordering::Relaxed);
             } else {
                 self.slot.counters.failed.fetch_add(1, Ordering::Relaxed);
                 self.shared

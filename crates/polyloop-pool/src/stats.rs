@@ -11,6 +11,7 @@ pub(crate) struct WorkerCounters {
     pub(crate) in_flight: AtomicU64,
     pub(crate) restarts: AtomicU64,
     pub(crate) recycles: AtomicU64,
+    pub(crate) retried: AtomicU64,
 }
 
 impl WorkerCounters {
@@ -24,6 +25,7 @@ impl WorkerCounters {
             in_flight: self.in_flight.load(Ordering::Relaxed),
             restarts: self.restarts.load(Ordering::Relaxed),
             recycles: self.recycles.load(Ordering::Relaxed),
+            tasks_retried: self.retried.load(Ordering::Relaxed),
         }
     }
 }
@@ -48,6 +50,8 @@ pub struct WorkerStats {
     pub restarts: u64,
     /// Processes retired after `max_tasks_per_child` tasks and replaced.
     pub recycles: u64,
+    /// Tasks this slot's dead processes held that were queued again (`retries`).
+    pub tasks_retried: u64,
 }
 
 /// A snapshot of the whole pool, from [`Pool::stats`](crate::Pool::stats).

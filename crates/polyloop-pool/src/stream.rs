@@ -160,6 +160,21 @@ impl<T: Task, S: InputSource<T::Input>> MapStream<T, S> {
         self.source.size_hint()
     }
 
+    /// The next result, `None` after the last: the stream without a `StreamExt` import.
+    ///
+    /// ```no_run
+    /// # async fn demo<T: polyloop_wire::Task<Input = u64>>(pool: &polyloop_pool::Pool, task: T)
+    /// # -> Result<(), polyloop_pool::TaskError> {
+    /// let mut results = pool.map_unordered(task, 0..100u64);
+    /// while let Some(output) = results.next().await {
+    ///     let _output = output?;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn next(&mut self) -> Option<Result<T::Output, TaskError>> {
+        std::future::poll_fn(|cx| Pin::new(&mut *self).poll_next_item(cx)).await
+    }
+
     /// The most inputs this stream pulls ahead of the results it has yielded.
     pub fn window(&self) -> u64 {
         self.window
