@@ -7,6 +7,11 @@ use crate::TaskError;
 /// A task's raw result: its encoded output, or why there is none.
 pub(crate) type RawResult = Result<Vec<u8>, TaskError>;
 
+/// Results on their way to a map stream: (input sequence number, result), one frame's worth.
+pub(crate) type StreamTx = mpsc::UnboundedSender<Vec<(u64, RawResult)>>;
+/// The stream's end of a [`StreamTx`].
+pub(crate) type StreamRx = mpsc::UnboundedReceiver<Vec<(u64, RawResult)>>;
+
 /// What the worker needs to know to run a task, and the pool to check it.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct TaskKey {
@@ -31,7 +36,7 @@ pub(crate) enum Reply {
     One(oneshot::Sender<RawResult>),
     /// A map stream, which orders by `seq` if it needs to. Results travel in batches: a driver
     /// sends all the results of one frame for one stream at once.
-    Stream { tx: mpsc::UnboundedSender<Vec<(u64, RawResult)>>, seq: u64 },
+    Stream { tx: StreamTx, seq: u64 },
 }
 
 impl Reply {
@@ -66,7 +71,7 @@ impl Job {
 /// instead of once per result.
 #[derive(Debug, Default)]
 pub(crate) struct StreamBatch {
-    current: Option<(mpsc::UnboundedSender<Vec<(u64, RawResult)>>, Vec<(u64, RawResult)>)>,
+    current: Option<(StreamTx, Vec<(u64, RawResult)>)>,
 }
 
 impl StreamBatch {

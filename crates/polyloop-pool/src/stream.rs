@@ -11,7 +11,7 @@ use polyloop_wire::Task;
 use tokio::sync::mpsc;
 
 use crate::TaskError;
-use crate::job::{RawResult, Reply};
+use crate::job::{RawResult, Reply, StreamRx, StreamTx};
 use crate::pool::{Shared, decode_output};
 
 /// Where a map's inputs come from: an iterator, or a stream wrapped in [`from_stream`].
@@ -109,8 +109,8 @@ pub struct MapStream<T: Task, S> {
     yielded: u64,
     exhausted: bool,
     checked: bool,
-    tx: mpsc::UnboundedSender<Vec<(u64, RawResult)>>,
-    rx: mpsc::UnboundedReceiver<Vec<(u64, RawResult)>>,
+    tx: StreamTx,
+    rx: StreamRx,
     /// Ordered: results by sequence number, starting at `yielded`. Unordered: results as they came.
     ready: VecDeque<Option<RawResult>>,
     /// For `map`: the first error to arrive is returned at once, ahead of earlier inputs.
