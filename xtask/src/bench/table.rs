@@ -374,8 +374,11 @@ impl<'a> Report<'a> {
         for row in &cells {
             line(&mut out, row);
         }
+        let judged = self.rows.iter().filter(|r| r.met.is_some()).count();
+        let met = self.rows.iter().filter(|r| r.met == Some(true)).count();
+        let _ = writeln!(out, "\ntargets met: {met} of {judged}");
         if self.quick {
-            out.push_str("\n--quick: sizes reduced; these figures prove the harness works, they do not judge speed\n");
+            out.push_str("--quick: sizes reduced; these figures prove the harness works, they do not judge speed\n");
         }
         out
     }
@@ -419,7 +422,7 @@ impl<'a> Report<'a> {
             );
         }
         md.push_str(
-            &self.terminal_table().lines().take(self.rows.len() + 2).collect::<Vec<_>>().join("\n"),
+            &self.terminal_table().lines().take(self.rows.len() + 4).collect::<Vec<_>>().join("\n"),
         );
         md.push_str("\n\n");
         md.push_str(
