@@ -438,9 +438,16 @@ mod pool {
                 Ok(started.elapsed().as_secs_f64())
             })
             .await?;
+            let done_before = tasks_done(&pool);
             let started = Instant::now();
             let out: Vec<u64> = pool.map(burn, std::iter::repeat_n(iters, n as usize)).await?;
             let parallel = started.elapsed().as_secs_f64();
+            // How the tasks were spread tells a scheduling problem from a slow machine.
+            let spread: Vec<u64> = tasks_done(&pool)
+                .iter()
+                .zip(&done_before)
+                .map(|(after, before)| after - before)
+                .collect();
             anyhow::ensure!(out.len() as u64 == n, "map returned {} results", out.len());
             report.polyloop(key, serial / parallel);
             let workers = params.processes;
@@ -450,7 +457,8 @@ mod pool {
                 report.reference(key, serial / in_process);
             }
             progress.note(&format!(
-                "{n} tasks of {} ms: serial {serial:.3} s, polyloop {parallel:.3} s, speedup {:.2}x",
+                "{n} tasks of {} ms: serial {serial:.3} s, polyloop {parallel:.3} s, speedup {:.2}x, \
+                 tasks per worker {spread:?}",
                 params.cpu_task_ms,
                 serial / parallel
             ));
@@ -458,6 +466,10 @@ mod pool {
         report.raw("cpu_ideal_speedup", params.processes as f64);
         pool.close().await?;
         Ok(())
+    }
+
+    fn tasks_done(pool: &Pool) -> Vec<u64> {
+        pool.stats().workers.iter().map(|w| w.tasks_done).collect()
     }
 
     async fn results(
