@@ -3,7 +3,7 @@
 //! The `suite` binary (run by `cargo xtask bench`) drives the end-to-end workloads through the
 //! facade; everything it compares them with lives here: the raw limits of the machine measured
 //! between two of the harness's own processes ([`raw`]), the same work done by tokio tasks in one
-//! process ([`reference`]), and the bookkeeping ([`measure`], [`report`]).
+//! process ([`reference`](mod@reference)), and the bookkeeping ([`measure`], [`report`]).
 
 pub mod measure;
 pub mod raw;

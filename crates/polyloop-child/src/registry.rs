@@ -75,8 +75,10 @@ fn run_task<T: Task>(input: &[u8]) -> Result<TaskFuture, String> {
     Ok(Box::pin(async move {
         let output = T::run(input).await.map_err(Failure::Failed)?;
         postcard::to_allocvec(&output).map_err(|err| {
+            let reason =
+                polyloop_wire::serialize_failure(&output).unwrap_or_else(|| err.to_string());
             Failure::Serialization(format!(
-                "output of task `{}` failed to serialize: {err}",
+                "output of task `{}` failed to serialize: {reason}",
                 T::NAME
             ))
         })

@@ -131,7 +131,9 @@ impl Shared {
         match postcard::to_allocvec(input) {
             Ok(input) => Some(Job { key, input, reply, retries: 0 }),
             Err(err) => {
-                let msg = format!("input failed to serialize: {err}");
+                let reason =
+                    polyloop_wire::serialize_failure(input).unwrap_or_else(|| err.to_string());
+                let msg = format!("input failed to serialize: {reason}");
                 reply.send(Err(TaskError::new(Kind::Serialization, T::NAME, msg)));
                 None
             }

@@ -41,6 +41,7 @@ mod buffer;
 mod error;
 mod frame;
 mod message;
+mod reason;
 mod task;
 mod varint;
 
@@ -56,6 +57,7 @@ pub use message::{
     Hello, InitTask, Outcome, PROTOCOL_VERSION, RemoteError, ResultFrame, RuntimeFlavor, TaskFrame,
     TaskInfo, ToChild, ToParent, Welcome, WorkerConfig,
 };
+pub use reason::serialize_failure;
 pub use task::{SCHEMAS, Task, TaskSchema, schema_fingerprint};
 
 #[doc(hidden)]
