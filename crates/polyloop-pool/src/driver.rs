@@ -36,7 +36,22 @@ pub(crate) async fn supervise(shared: Arc<Shared>, worker_idx: usize, first: Con
                     conn
                 }
                 Err(err) => {
+                    slot.uninstall();
                     eprintln!("polyloop: could not start worker {worker_idx}: {err}");
+                    let shard = &shared.shards[slot.queue_idx];
+                    if shard.live.load(Ordering::Acquire) == 0 {
+                        // Nobody serves this queue now: fail what waits rather than let it hang.
+                        let why = format!("no worker could be started for its queue: {err}");
+                        while let Some(chunk) = shard.queue.try_pop() {
+                            for job in chunk {
+                                let name = job.key.name;
+                                shared.resolve(
+                                    job,
+                                    Err(TaskError::new(Kind::WorkerLost, name, why.clone())),
+                                );
+                            }
+                        }
+                    }
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(RESTART_BACKOFF_MAX);
                     continue;
@@ -44,14 +59,16 @@ pub(crate) async fn supervise(shared: Arc<Shared>, worker_idx: usize, first: Con
             },
         };
         slot.install(&conn.proc);
+        let shard = &shared.shards[slot.queue_idx];
+        shard.live.fetch_add(1, Ordering::AcqRel);
         let end = Driver::new(&shared, worker_idx, &conn).run(conn).await;
+        shard.live.fetch_sub(1, Ordering::AcqRel);
         slot.uninstall();
         match end {
             End::Closed => return,
             End::Recycled => slot.counters.recycles.fetch_add(1, Ordering::Relaxed),
             End::Died => slot.counters.restarts.fetch_add(1, Ordering::Relaxed),
         };
-        let shard = &shared.shards[slot.queue_idx];
         if shard.queue.is_closed_and_empty() {
             return;
         }
@@ -158,6 +175,8 @@ impl<'a> Driver<'a> {
         let mut shutdown_sent = false;
         loop {
             let can_take = !shutdown_sent
+                && self.killed_for_timeout.is_none()
+                && self.broken.is_none()
                 && queue_open
                 && self.n_in_flight < self.credit()
                 && self.budget_left() > 0;

@@ -53,6 +53,8 @@ pub(crate) struct Shard {
     pub(crate) queue: Queue,
     pub(crate) in_flight: AtomicUsize,
     pub(crate) n_workers: usize,
+    /// Workers of this queue with a live process.
+    pub(crate) live: AtomicUsize,
 }
 
 /// One worker position: it outlives the processes that fill it.
@@ -196,7 +198,12 @@ impl Pool {
         let shards = (0..n_queues)
             .map(|queue_idx| {
                 let n_workers = (0..config.processes).filter(|w| w % n_queues == queue_idx).count();
-                Shard { queue: Queue::new(), in_flight: AtomicUsize::new(0), n_workers }
+                Shard {
+                    queue: Queue::new(),
+                    in_flight: AtomicUsize::new(0),
+                    n_workers,
+                    live: AtomicUsize::new(0),
+                }
             })
             .collect();
         let slots = (0..config.processes)

@@ -325,6 +325,46 @@ async fn map_fails_fast_on_the_first_error_to_arrive() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Succeeds while the file `path` exists: lets a test make later worker starts fail.
+#[polyloop::task]
+async fn init_if_allowed(path: String) -> Result<(), String> {
+    match std::path::Path::new(&path).exists() {
+        true => Ok(()),
+        false => Err(format!("{path} is gone")),
+    }
+}
+
+#[tokio::test]
+async fn queued_tasks_fail_when_no_worker_can_be_started() -> anyhow::Result<()> {
+    let flag = std::env::temp_dir().join(format!("polyloop-allow-{}", std::process::id()));
+    std::fs::write(&flag, b"")?;
+    let pool = Pool::builder()
+        .processes(1)
+        .initializer(init_if_allowed, flag.display().to_string())
+        .build()
+        .await?;
+    assert_eq!(pool.apply(double, 1).await?, 2);
+    std::fs::remove_file(&flag)?;
+    let pid = pool.stats().workers[0].pid;
+    // SAFETY: kill with a pid of our own child and a valid signal.
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
+    // Every replacement fails its initializer: tasks must fail, not wait forever. The first may
+    // still reach the killed worker before its death is seen; then it names the kill.
+    for attempt in 0.. {
+        let apply = pool.apply(double, 2);
+        let err =
+            tokio::time::timeout(Duration::from_secs(60), apply).await?.expect_err("no worker");
+        assert!(err.is_worker_lost(), "{err}");
+        if err.message().contains("no worker could be started") {
+            break;
+        }
+        assert!(attempt == 0 && err.message().contains("SIGKILL"), "{err}");
+    }
+    drop(pool);
+    assert!(!alive(pid));
+    Ok(())
+}
+
 /// A task the worker program does not register: implemented by hand, not with the macro.
 #[derive(Clone, Copy, Debug)]
 struct Unregistered;
