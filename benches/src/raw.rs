@@ -23,6 +23,11 @@ use crate::measure::Samples;
 /// Set in a re-executed suite to `<mode>:<fd>:<buffer bytes>`; see [`run_peer_if_requested`].
 pub const PEER_ENV: &str = "POLYLOOP_BENCH_PEER";
 
+/// The CPUs of the measuring thread and of the peer when the machine has two or more, so that
+/// every raw figure is taken across cores, as a pool's parent and workers usually are.
+const MEASURE_CPU: Option<usize> = Some(0);
+const PEER_CPU: Option<usize> = Some(1);
+
 /// The size of an echoed message, the payload of a small task's round trip.
 pub const ECHO_BYTES: usize = 32;
 
@@ -67,6 +72,9 @@ fn run_peer(spec: &str) -> io::Result<()> {
     };
     let fd: RawFd = parts.next().and_then(|s| s.parse().ok()).ok_or_else(invalid)?;
     let buffer: usize = parts.next().and_then(|s| s.parse().ok()).ok_or_else(invalid)?;
+    if let Some(cpu) = parts.next().and_then(|s| s.parse().ok()) {
+        pin_current_thread(cpu)?;
+    }
     // SAFETY: the parent passed this descriptor open and owned by nobody else in this process;
     // the check below rejects a descriptor that is not a socket.
     let mut stream = unsafe { UnixStream::from_raw_fd(fd) };
@@ -104,6 +112,34 @@ fn run_peer(spec: &str) -> io::Result<()> {
                 }
             }
         }
+    }
+}
+
+/// Pins the calling thread to `cpu`; a CPU the machine lacks is ignored, so the figure is then
+/// taken wherever the scheduler puts it.
+pub fn pin_current_thread(cpu: usize) -> io::Result<()> {
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    if cpu >= cpus || cpu >= libc::CPU_SETSIZE as usize {
+        return Ok(());
+    }
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET writes within it for
+    // cpu < CPU_SETSIZE; sched_setaffinity(0) reads it for the calling thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Pins the calling thread to the measuring CPU, across from the peer. Call it on a thread of
+/// its own (it stays pinned).
+pub fn pin_measuring_thread() -> io::Result<()> {
+    match (MEASURE_CPU, PEER_CPU) {
+        (Some(ours), Some(_)) => pin_current_thread(ours),
+        _ => Ok(()),
     }
 }
 
@@ -192,7 +228,8 @@ impl Peer {
         // Inheritable for this one spawn only; the harness spawns nothing else meanwhile, and the
         // parent's copy closes right after.
         set_cloexec(theirs.as_raw_fd(), false)?;
-        let spec = format!("{}:{}:{}", mode.name(), theirs.as_raw_fd(), buffer.unwrap_or(0));
+        let cpu = PEER_CPU.map_or_else(|| "any".to_owned(), |cpu| cpu.to_string());
+        let spec = format!("{}:{}:{}:{cpu}", mode.name(), theirs.as_raw_fd(), buffer.unwrap_or(0));
         let child = Command::new(program)
             .env(PEER_ENV, spec)
             .stdin(Stdio::null())

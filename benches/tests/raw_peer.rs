@@ -14,6 +14,13 @@ fn suite() -> &'static Path {
 fn echo_peer_answers_every_round_trip_and_exits_cleanly() {
     let mut peer = Peer::spawn_program(suite(), PeerMode::Echo, None).expect("spawn the peer");
     assert!(peer.pid() > 0);
+    let two_cpus = std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2);
+    if cfg!(target_os = "linux") && two_cpus {
+        // The peer pins itself to CPU 1 before it answers, so raw figures are taken across cores.
+        let status = std::fs::read_to_string(format!("/proc/{}/status", peer.pid())).unwrap();
+        let allowed = status.lines().find(|l| l.starts_with("Cpus_allowed_list:")).unwrap();
+        assert_eq!(allowed.split_whitespace().nth(1), Some("1"), "{allowed}");
+    }
     let samples = peer.round_trips(3, 20).expect("round trips");
     assert_eq!(samples.len(), 20);
     let status = peer.finish().expect("reap the peer");

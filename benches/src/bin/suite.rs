@@ -116,6 +116,7 @@ async fn raw_limits(params: &Params, report: &mut Report, progress: &mut Progres
     progress.step("raw: 32-byte socketpair round trip between two processes, receiver asleep");
     let (warmup, samples) = (params.apply_warmup, params.apply_samples);
     let echo = on_thread(move || {
+        raw::pin_measuring_thread()?;
         let mut spawn_times = Vec::new();
         let mut peer = Peer::spawn(PeerMode::Echo, None)?;
         spawn_times.push(peer.spawn_to_first_byte.as_secs_f64() * 1e3);
@@ -159,6 +160,7 @@ async fn raw_limits(params: &Params, report: &mut Report, progress: &mut Progres
         [("socketpair_bw_default_mib_s", None), ("socketpair_bw_4mib_mib_s", Some(4 << 20))]
     {
         let measured = on_thread(move || {
+            raw::pin_measuring_thread()?;
             let mut peer = Peer::spawn(PeerMode::Source, buffer)?;
             let granted = raw::send_buffer(peer.stream())?;
             peer.receive(count.min(16), size)?;
@@ -347,6 +349,7 @@ mod pool {
         while done < params.apply_samples {
             let k = BLOCK.min(params.apply_samples - done);
             let (back, samples) = on_thread(move || {
+                raw::pin_measuring_thread()?;
                 let samples = peer.round_trips(5, k)?;
                 Ok((peer, samples))
             })
