@@ -73,12 +73,26 @@ impl Task for Wait {
     }
 }
 
-static ENTRIES: [TaskEntry; 5] = [
+/// Blocks the thread for the given milliseconds: CPU-bound work that never yields.
+#[derive(Clone, Copy)]
+struct Spin;
+impl Task for Spin {
+    type Input = u64;
+    type Output = ();
+    const NAME: &'static str = "t::spin";
+    async fn run(ms: u64) -> Result<(), RemoteError> {
+        std::thread::sleep(Duration::from_millis(ms));
+        Ok(())
+    }
+}
+
+static ENTRIES: [TaskEntry; 6] = [
     TaskEntry::of::<Double>(),
     TaskEntry::of::<Fails>(),
     TaskEntry::of::<Panics>(),
     TaskEntry::of::<Sleep>(),
     TaskEntry::of::<Wait>(),
+    TaskEntry::of::<Spin>(),
 ];
 
 struct Parent {
@@ -170,7 +184,10 @@ async fn start(
         Some(Received::Hello(hello)) => {
             assert_eq!(hello.protocol_version, PROTOCOL_VERSION);
             let names: Vec<_> = hello.tasks.iter().map(|t| t.name.as_str()).collect();
-            assert_eq!(names, ["t::double", "t::fails", "t::panics", "t::sleep", "t::wait"]);
+            assert_eq!(
+                names,
+                ["t::double", "t::fails", "t::panics", "t::sleep", "t::wait", "t::spin"]
+            );
             assert_eq!(hello.tasks[0].fingerprint, Double::fingerprint());
         }
         other => panic!("expected hello, got {other:?}"),
@@ -280,4 +297,22 @@ async fn garbage_and_version_mismatch_are_errors_not_panics() {
         err.to_string().contains("invalid frame") || format!("{err:?}").contains("VersionMismatch"),
         "{err:?}"
     );
+}
+
+#[tokio::test]
+async fn blocking_tasks_send_each_result_as_it_finishes() {
+    let (mut parent, worker) = start(16, None).await;
+    parent.send_tasks(&[(0, 5, enc(&30u64)), (1, 5, enc(&30u64)), (2, 5, enc(&30u64))]).await;
+    // Each task holds the thread for 30 ms; its result must not wait for the others.
+    for expected in 0..3 {
+        match parent.recv().await {
+            Some(Received::Results(results)) => {
+                assert_eq!(results.len(), 1, "one result per frame: {results:?}");
+                assert_eq!(results[0].0, expected);
+            }
+            other => panic!("expected results, got {other:?}"),
+        }
+    }
+    parent.send(&ToChild::Shutdown).await;
+    worker.await.unwrap().unwrap();
 }

@@ -5,7 +5,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use polyloop_wire::{
     FrameBuffer, Hello, Limits, Outcome, PROTOCOL_VERSION, RemoteError, ResultBatch, ToChild,
@@ -17,6 +17,10 @@ use tokio::task::AbortHandle;
 
 use crate::Registry;
 use crate::panic::CatchUnwind;
+
+/// How long the reader may run tasks' first polls back to back before it lets the writer (and
+/// the other tasks) run.
+const YIELD_AFTER: Duration = Duration::from_micros(500);
 
 /// Why a worker loop stopped other than by an orderly shutdown or the parent going away.
 #[derive(Debug, thiserror::Error)]
@@ -150,7 +154,7 @@ where
             match decode_to_child(payload, &limits)? {
                 ToChild::Tasks(tasks) => {
                     let waker = std::future::poll_fn(|cx| Poll::Ready(cx.waker().clone())).await;
-                    let mut cx = Context::from_waker(&waker);
+                    let mut last_yield = Instant::now();
                     for task in tasks {
                         let started = match registry.entry(task.task) {
                             None => Err(Outcome::UnknownTask(task.task)),
@@ -169,12 +173,18 @@ where
                             // Fast path: most short tasks finish on their first poll, and then
                             // need no task of their own. One that does not is spawned, and its
                             // first poll there registers its own waker.
-                            if let Poll::Ready(result) = Pin::new(&mut caught).poll(&mut cx) {
-                                shared.push_locked(
-                                    &mut shared.lock(),
-                                    task.slot,
-                                    &outcome_of(&result),
-                                );
+                            // The context is a temporary: it must not live across the yield.
+                            let polled =
+                                Pin::new(&mut caught).poll(&mut Context::from_waker(&waker));
+                            if let Poll::Ready(result) = polled {
+                                let outcome = outcome_of(&result);
+                                shared.push_locked(&mut shared.lock(), task.slot, &outcome);
+                                // A long first poll (CPU-bound work) holds the thread: let the
+                                // writer send what is done before the next one starts.
+                                if last_yield.elapsed() > YIELD_AFTER {
+                                    tokio::task::yield_now().await;
+                                    last_yield = Instant::now();
+                                }
                                 continue;
                             }
                         }

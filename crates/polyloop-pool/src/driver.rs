@@ -17,6 +17,7 @@ use crate::connection::{Connection, connect};
 use crate::error::Kind;
 use crate::job::{Job, RawResult, StreamBatch};
 use crate::pool::{Shard, Shared, Slot};
+use crate::queue::Chunk;
 
 /// How long to wait before starting a worker again after a failed start, doubling up to a cap.
 const RESTART_BACKOFF: Duration = Duration::from_millis(50);
@@ -25,6 +26,8 @@ const RESTART_BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// Keeps slot `worker_idx` filled with a live worker until the pool closes.
 pub(crate) async fn supervise(shared: Arc<Shared>, worker_idx: usize, first: Connection) {
     let slot = &shared.slots[worker_idx];
+    let shard = &shared.shards[slot.queue_idx];
+    // The pool marked the first worker live when it built the slots.
     let mut next = Some(first);
     let mut backoff = RESTART_BACKOFF;
     loop {
@@ -33,12 +36,12 @@ pub(crate) async fn supervise(shared: Arc<Shared>, worker_idx: usize, first: Con
             None => match connect(&shared.config, worker_idx, |proc| slot.install(proc)).await {
                 Ok(conn) => {
                     backoff = RESTART_BACKOFF;
+                    slot.set_live(shard, true);
                     conn
                 }
                 Err(err) => {
                     slot.uninstall();
                     eprintln!("polyloop: could not start worker {worker_idx}: {err}");
-                    let shard = &shared.shards[slot.queue_idx];
                     if shard.live.load(Ordering::Acquire) == 0 {
                         // Nobody serves this queue now: fail what waits rather than let it hang.
                         let why = format!("no worker could be started for its queue: {err}");
@@ -59,10 +62,8 @@ pub(crate) async fn supervise(shared: Arc<Shared>, worker_idx: usize, first: Con
             },
         };
         slot.install(&conn.proc);
-        let shard = &shared.shards[slot.queue_idx];
-        shard.live.fetch_add(1, Ordering::AcqRel);
         let end = Driver::new(&shared, worker_idx, &conn).run(conn).await;
-        shard.live.fetch_sub(1, Ordering::AcqRel);
+        slot.set_live(shard, false);
         slot.uninstall();
         match end {
             End::Closed => return,
@@ -174,13 +175,8 @@ impl<'a> Driver<'a> {
         let mut queue_open = true;
         let mut shutdown_sent = false;
         loop {
-            let can_take = !shutdown_sent
-                && self.killed_for_timeout.is_none()
-                && self.broken.is_none()
-                && queue_open
-                && self.n_in_flight < self.credit()
-                && self.budget_left() > 0;
-            if !can_take && !shutdown_sent && self.n_in_flight == 0 {
+            let retiring = !queue_open || self.budget_left() == 0;
+            if retiring && !shutdown_sent && self.n_in_flight == 0 {
                 // Out of budget, or the pool is closing and our queue is empty: stop in order.
                 shutdown_sent = true;
                 self.out.clear();
@@ -188,6 +184,12 @@ impl<'a> Driver<'a> {
                 let _ = conn.writer.write_all(&self.out).await;
                 self.out.clear();
             }
+            let can_take = !retiring
+                && !shutdown_sent
+                && self.killed_for_timeout.is_none()
+                && self.broken.is_none()
+                && self.n_in_flight < self.credit()
+                && !self.over_share();
             let deadline = self.next_deadline();
             tokio::select! {
                 biased;
@@ -213,13 +215,11 @@ impl<'a> Driver<'a> {
                 chunk = self.shard.queue.pop(), if can_take => match chunk {
                     Some(chunk) => {
                         let now = Instant::now();
-                        let mut room = self.room();
-                        let mut chunk = Some(chunk);
-                        while let Some(jobs) = chunk.take() {
-                            room = self.take_chunk(jobs, room, &conn, now);
-                            if room > 0 {
-                                chunk = self.shard.queue.try_pop();
-                            }
+                        self.take_chunk(chunk, &conn, now);
+                        // More chunks, while there is room for them (e.g. several small submits).
+                        while self.n_in_flight < self.credit() && self.budget_left() > 0 && !self.over_share() {
+                            let Some(chunk) = self.shard.queue.try_pop() else { break };
+                            self.take_chunk(chunk, &conn, now);
                         }
                         self.flush(&mut conn).await;
                     }
@@ -290,38 +290,51 @@ impl<'a> Driver<'a> {
         self.slot.counters.in_flight.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// How many tasks to take now: this worker's free credit and remaining budget, and at most
-    /// its fair share of what is queued, so that with several idle workers on one queue each
-    /// takes its part and CPU-bound work spreads. Always at least one, when called.
-    fn room(&self) -> usize {
-        let queued = self.shard.queue.len() + 1;
-        let fair_share = queued.div_ceil(self.shard.n_workers).max(1);
-        let credit = self.credit().saturating_sub(self.n_in_flight).max(1);
-        let budget = usize::try_from(self.budget_left()).unwrap_or(usize::MAX);
-        credit.min(fair_share).min(budget)
+    /// Whether another live worker of this queue could take more work now.
+    fn others_hungry(&self) -> bool {
+        let min_credit = self.concurrency + self.prefetch_range.0;
+        self.shared.slots.iter().enumerate().any(|(worker_idx, slot)| {
+            worker_idx != self.worker_idx
+                && slot.queue_idx == self.slot.queue_idx
+                && slot.live.load(Ordering::Acquire)
+                && (slot.counters.in_flight.load(Ordering::Relaxed) as usize) < min_credit
+        })
     }
 
-    /// Takes up to `room` jobs of `jobs` and puts the rest back; returns the room left.
-    fn take_chunk(
-        &mut self,
-        jobs: Vec<Job>,
-        mut room: usize,
-        conn: &Connection,
-        now: Instant,
-    ) -> usize {
-        let mut jobs = jobs.into_iter();
-        for job in jobs.by_ref() {
+    /// This worker's even share of the work of its queue (queued, `in_hand` and in flight on
+    /// every worker).
+    fn share(&self, in_hand: usize) -> usize {
+        let total = self.shard.queue.len() + in_hand + self.shard.in_flight.load(Ordering::Relaxed);
+        total.div_ceil(self.shard.live.load(Ordering::Acquire).max(1))
+    }
+
+    /// Whether this worker holds its share already while another could start work: then it
+    /// leaves the queue to the others, so CPU-bound work spreads (a worker with nothing in
+    /// flight always takes work, so somebody always listens to the queue).
+    fn over_share(&self) -> bool {
+        self.n_in_flight > 0 && self.n_in_flight >= self.share(0) && self.others_hungry()
+    }
+
+    /// How many tasks to take now, with `in_hand` popped from the queue: this worker's free
+    /// credit and remaining budget, and, while another worker could start work, no more than its
+    /// share. Always at least one.
+    fn room(&self, in_hand: usize) -> usize {
+        let credit = self.credit().saturating_sub(self.n_in_flight);
+        let budget = usize::try_from(self.budget_left()).unwrap_or(usize::MAX);
+        let share = match self.others_hungry() {
+            true => self.share(in_hand).saturating_sub(self.n_in_flight),
+            false => usize::MAX,
+        };
+        credit.min(budget).min(share).max(1)
+    }
+
+    /// Takes what `room` allows from the front of `jobs` and puts the rest back.
+    fn take_chunk(&mut self, mut jobs: Chunk, conn: &Connection, now: Instant) {
+        for _ in 0..self.room(jobs.len()) {
+            let Some(job) = jobs.pop_front() else { break };
             self.take(job, conn, now);
-            room -= 1;
-            if room == 0 {
-                break;
-            }
         }
-        let rest: Vec<Job> = jobs.collect();
-        if !rest.is_empty() {
-            self.shared.requeue(self.slot.queue_idx, rest, Kind::Cancelled, "the pool was dropped");
-        }
-        room
+        self.shared.requeue(self.slot.queue_idx, jobs, Kind::Cancelled, "the pool was dropped");
     }
 
     /// Writes the batch and anything else waiting, in one write.

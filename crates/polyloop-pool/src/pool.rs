@@ -15,7 +15,7 @@ use crate::connection::{RemoteRegistry, connect};
 use crate::error::Kind;
 use crate::job::{Job, RawResult, Reply, TaskKey};
 use crate::process::WorkerProc;
-use crate::queue::Queue;
+use crate::queue::{Chunk, Queue};
 use crate::scheduler::{QueueLoads, Scheduler};
 use crate::stats::{PoolStats, WorkerCounters};
 use crate::stream::{Inputs, MapStream, Order};
@@ -65,6 +65,8 @@ pub(crate) struct Slot {
     pub(crate) proc: Mutex<Option<Arc<WorkerProc>>>,
     /// Asks the driver to cancel in-flight tasks nobody waits for any more.
     pub(crate) sweep: Notify,
+    /// Whether a driver serves this slot now (its worker completed the handshake).
+    pub(crate) live: AtomicBool,
 }
 
 impl Shared {
@@ -84,7 +86,8 @@ impl Shared {
     }
 
     /// Queues a chunk of jobs, or resolves them at once if the pool is closed.
-    pub(crate) fn enqueue(&self, chunk: Vec<Job>) {
+    pub(crate) fn enqueue(&self, chunk: impl Into<Chunk>) {
+        let chunk: Chunk = chunk.into();
         if chunk.is_empty() {
             return;
         }
@@ -101,14 +104,14 @@ impl Shared {
             return self.requeue(0, chunk, Kind::PoolClosed, "the pool is closed");
         }
         // The scheduler chooses per task; each queue then gets one chunk of its tasks.
-        let mut per_queue: Vec<Vec<Job>> = (0..n_queues).map(|_| Vec::new()).collect();
+        let mut per_queue: Vec<Chunk> = (0..n_queues).map(|_| Chunk::new()).collect();
         let mut pending = vec![0; n_queues];
         for job in chunk {
             let queue_idx =
                 self.scheduler.pick(&QueueLoads { shards: &self.shards, pending: &pending });
             let queue_idx = queue_idx % n_queues;
             pending[queue_idx] += 1;
-            per_queue[queue_idx].push(job);
+            per_queue[queue_idx].push_back(job);
         }
         for (queue_idx, jobs) in per_queue.into_iter().enumerate() {
             if !jobs.is_empty() {
@@ -118,7 +121,11 @@ impl Shared {
     }
 
     /// Puts jobs (back) in queue `queue_idx`; if it is closed, they fail with `kind`.
-    pub(crate) fn requeue(&self, queue_idx: usize, chunk: Vec<Job>, kind: Kind, why: &str) {
+    pub(crate) fn requeue(&self, queue_idx: usize, chunk: impl Into<Chunk>, kind: Kind, why: &str) {
+        let chunk: Chunk = chunk.into();
+        if chunk.is_empty() {
+            return;
+        }
         if let Err(chunk) = self.shards[queue_idx].queue.push(chunk) {
             for job in chunk {
                 let name = job.key.name;
@@ -212,6 +219,7 @@ impl Pool {
                 counters: WorkerCounters::default(),
                 proc: Mutex::new(None),
                 sweep: Notify::new(),
+                live: AtomicBool::new(false),
             })
             .collect();
         let shared = Arc::new(Shared {
@@ -229,7 +237,9 @@ impl Pool {
             .into_iter()
             .enumerate()
             .map(|(worker_idx, conn)| {
-                shared.slots[worker_idx].install(&conn.proc);
+                let slot = &shared.slots[worker_idx];
+                slot.install(&conn.proc);
+                slot.set_live(&shared.shards[slot.queue_idx], true);
                 tokio::spawn(crate::driver::supervise(Arc::clone(&shared), worker_idx, conn))
             })
             .collect();
@@ -354,6 +364,16 @@ impl Slot {
     pub(crate) fn install(&self, proc: &Arc<WorkerProc>) {
         self.counters.pid.store(proc.pid(), Ordering::Relaxed);
         *self.proc.lock().unwrap_or_else(PoisonError::into_inner) = Some(Arc::clone(proc));
+    }
+
+    /// Marks the slot as served (or not) by a worker that completed its handshake.
+    pub(crate) fn set_live(&self, shard: &Shard, live: bool) {
+        if self.live.swap(live, Ordering::AcqRel) != live {
+            match live {
+                true => shard.live.fetch_add(1, Ordering::AcqRel),
+                false => shard.live.fetch_sub(1, Ordering::AcqRel),
+            };
+        }
     }
 
     pub(crate) fn uninstall(&self) {

@@ -6,12 +6,18 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use std::collections::VecDeque;
+
 use crate::job::Job;
+
+/// Jobs that travel together; a deque, so a driver takes from the front and puts the rest back
+/// without moving it.
+pub(crate) type Chunk = VecDeque<Job>;
 
 #[derive(Debug)]
 pub(crate) struct Queue {
-    tx: async_channel::Sender<Vec<Job>>,
-    rx: async_channel::Receiver<Vec<Job>>,
+    tx: async_channel::Sender<Chunk>,
+    rx: async_channel::Receiver<Chunk>,
     /// Jobs (not chunks) in the channel.
     queued: AtomicUsize,
 }
@@ -23,7 +29,7 @@ impl Queue {
     }
 
     /// Queues a chunk; hands it back if the queue is closed.
-    pub(crate) fn push(&self, chunk: Vec<Job>) -> Result<(), Vec<Job>> {
+    pub(crate) fn push(&self, chunk: Chunk) -> Result<(), Chunk> {
         let n = chunk.len();
         self.queued.fetch_add(n, Ordering::Relaxed);
         self.tx.try_send(chunk).map_err(|err| {
@@ -33,14 +39,14 @@ impl Queue {
     }
 
     /// The next chunk; `None` once the queue is closed and empty.
-    pub(crate) async fn pop(&self) -> Option<Vec<Job>> {
+    pub(crate) async fn pop(&self) -> Option<Chunk> {
         let chunk = self.rx.recv().await.ok()?;
         self.queued.fetch_sub(chunk.len(), Ordering::Relaxed);
         Some(chunk)
     }
 
     /// The next chunk if one is queued.
-    pub(crate) fn try_pop(&self) -> Option<Vec<Job>> {
+    pub(crate) fn try_pop(&self) -> Option<Chunk> {
         let chunk = self.rx.try_recv().ok()?;
         self.queued.fetch_sub(chunk.len(), Ordering::Relaxed);
         Some(chunk)

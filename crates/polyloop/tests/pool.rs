@@ -184,6 +184,18 @@ async fn cpu_bound_work_reaches_every_child() -> anyhow::Result<()> {
     }
     assert_eq!(per_pid.len(), processes, "every child got work: {per_pid:?}");
     pool.close().await?;
+
+    // With the default concurrency (16), 16 CPU-bound tasks on 2 workers: an even split, not
+    // one worker hoarding everything its credit allows (aiomultiprocess ran them 16 + 0).
+    let pool = Pool::builder().processes(2).build().await?;
+    let pids = pool.map(burn, std::iter::repeat_n(20, 16)).await?;
+    let mut per_pid: HashMap<u32, usize> = HashMap::new();
+    for pid in pids {
+        *per_pid.entry(pid).or_default() += 1;
+    }
+    assert_eq!(per_pid.len(), 2, "{per_pid:?}");
+    assert!(per_pid.values().all(|&n| n >= 6), "work spread evenly: {per_pid:?}");
+    pool.close().await?;
     Ok(())
 }
 
