@@ -251,7 +251,7 @@ async fn within<F: Future>(limit: Duration, what: &str, future: F) -> F::Output 
 /// Awaits a handle that must fail by `deadline`.
 async fn failure_by<O>(deadline: Instant, handle: TaskHandle<O>) -> TaskError
 where
-    O: serde::de::DeserializeOwned + std::fmt::Debug,
+    O: serde::de::DeserializeOwned + std::fmt::Debug + 'static,
 {
     match tokio::time::timeout_at(deadline, handle).await {
         Ok(Ok(output)) => panic!("the task should have failed, it returned {output:?}"),
@@ -261,7 +261,7 @@ where
 }
 
 /// Whether the handle has not resolved yet, without waiting.
-fn still_pending<O: serde::de::DeserializeOwned>(handle: &mut TaskHandle<O>) -> bool {
+fn still_pending<O: 'static>(handle: &mut TaskHandle<O>) -> bool {
     let waker = std::task::Waker::noop();
     let mut cx = std::task::Context::from_waker(waker);
     Pin::new(handle).poll(&mut cx).is_pending()

@@ -10,8 +10,40 @@ use polyloop_wire::{Outcome, RemoteError, Task, TaskInfo};
 #[linkme::distributed_slice]
 pub static TASKS: [TaskEntry];
 
-/// A running task: resolves to its encoded output or to the reason it failed.
-pub type TaskFuture = Pin<Box<dyn Future<Output = Result<Vec<u8>, Failure>> + Send + 'static>>;
+/// A running task: resolves to its output or to the reason it failed.
+pub type TaskFuture =
+    Pin<Box<dyn Future<Output = Result<Box<dyn TaskOutput>, Failure>> + Send + 'static>>;
+
+/// A task's output as the worker sees it: something it can measure and encode, straight into
+/// the frame that carries it to the parent (a large output is never copied into a buffer of its
+/// own first).
+pub trait TaskOutput: Send {
+    /// The length of the encoded output; an error names why it cannot be encoded.
+    fn encoded_len(&self) -> Result<usize, String>;
+    /// Appends exactly [`TaskOutput::encoded_len`] bytes to `out`.
+    fn encode_into(&self, out: &mut Vec<u8>) -> Result<(), String>;
+}
+
+impl<T: serde::Serialize + Send> TaskOutput for T {
+    fn encoded_len(&self) -> Result<usize, String> {
+        postcard::experimental::serialized_size(self).map_err(|err| {
+            polyloop_wire::serialize_failure(self).unwrap_or_else(|| err.to_string())
+        })
+    }
+
+    fn encode_into(&self, out: &mut Vec<u8>) -> Result<(), String> {
+        postcard::to_extend(self, Append(out)).map(drop).map_err(|err| err.to_string())
+    }
+}
+
+/// `Extend` for a borrowed `Vec`, so postcard appends to it in place (slices as one copy).
+struct Append<'a>(&'a mut Vec<u8>);
+
+impl Extend<u8> for Append<'_> {
+    fn extend<I: IntoIterator<Item = u8>>(&mut self, iter: I) {
+        self.0.extend(iter);
+    }
+}
 
 /// Decodes a task's input and starts it; an `Err` names why the input could not be decoded.
 pub type RunFn = fn(&[u8]) -> Result<TaskFuture, String>;
@@ -74,14 +106,7 @@ fn run_task<T: Task>(input: &[u8]) -> Result<TaskFuture, String> {
     };
     Ok(Box::pin(async move {
         let output = T::run(input).await.map_err(Failure::Failed)?;
-        postcard::to_allocvec(&output).map_err(|err| {
-            let reason =
-                polyloop_wire::serialize_failure(&output).unwrap_or_else(|| err.to_string());
-            Failure::Serialization(format!(
-                "output of task `{}` failed to serialize: {reason}",
-                T::NAME
-            ))
-        })
+        Ok(Box::new(output) as Box<dyn TaskOutput>)
     }))
 }
 

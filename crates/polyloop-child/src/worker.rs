@@ -17,6 +17,7 @@ use tokio::task::AbortHandle;
 
 use crate::Registry;
 use crate::panic::CatchUnwind;
+use crate::registry::{Failure, TaskOutput};
 
 /// How long the reader may run tasks' first polls back to back before it lets the writer (and
 /// the other tasks) run.
@@ -177,8 +178,7 @@ where
                             let polled =
                                 Pin::new(&mut caught).poll(&mut Context::from_waker(&waker));
                             if let Poll::Ready(result) = polled {
-                                let outcome = outcome_of(&result);
-                                shared.push_locked(&mut shared.lock(), task.slot, &outcome);
+                                shared.push_result(&mut shared.lock(), task.slot, result);
                                 // A long first poll (CPU-bound work) holds the thread: let the
                                 // writer send what is done before the next one starts.
                                 if last_yield.elapsed() > YIELD_AFTER {
@@ -245,8 +245,8 @@ async fn run_initializer(
     match CatchUnwind::new(future).await {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(failure)) => Err(match failure {
-            crate::registry::Failure::Failed(err) => err,
-            crate::registry::Failure::Serialization(msg) => RemoteError::from_display(&msg),
+            Failure::Failed(err) => err,
+            Failure::Serialization(msg) => RemoteError::from_display(&msg),
         }),
         Err(panic) => {
             Err(RemoteError::from_display(&format_args!("the initializer panicked: {panic}")))
@@ -277,18 +277,12 @@ async fn run_one(
     }
     match result {
         None => shared.push_locked(&mut state, slot, &Outcome::TimedOut),
-        Some(result) => shared.push_locked(&mut state, slot, &outcome_of(&result)),
+        Some(result) => shared.push_result(&mut state, slot, result),
     }
 }
 
-/// The wire outcome of a finished task.
-fn outcome_of(result: &Result<Result<Vec<u8>, crate::registry::Failure>, String>) -> Outcome<'_> {
-    match result {
-        Err(panic) => Outcome::Panicked(panic.clone()),
-        Ok(Err(failure)) => failure.as_outcome(),
-        Ok(Ok(output)) => Outcome::Ok(output),
-    }
-}
+/// How a task's future ended: its output or failure, or the message of its panic.
+type Finished = Result<Result<Box<dyn TaskOutput>, Failure>, String>;
 
 /// State shared by the reader, the tasks and the writer.
 struct Shared {
@@ -314,15 +308,59 @@ impl Shared {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Queues one result for the writer, starting a new frame when this one is full.
+    /// Queues a finished task's result: its output is encoded straight into the batch.
+    fn push_result(&self, state: &mut State, slot: u32, finished: Finished) {
+        let output = match finished {
+            Err(panic) => return self.push_locked(state, slot, &Outcome::Panicked(panic)),
+            Ok(Err(failure)) => return self.push_locked(state, slot, &failure.as_outcome()),
+            Ok(Ok(output)) => output,
+        };
+        let len = match output.encoded_len() {
+            Ok(len) => len,
+            Err(reason) => {
+                let why = format!("output failed to serialize: {reason}");
+                return self.push_locked(state, slot, &Outcome::Serialization(why));
+            }
+        };
+        if !self.make_room(state, len + OUTCOME_OVERHEAD) {
+            let max = self.limits.max_frame_len;
+            let why = format!("output of {len} bytes exceeds the frame limit of {max} bytes");
+            return self.push_locked(state, slot, &Outcome::Serialization(why));
+        }
+        let was_idle = state.batch.is_empty() && state.frames.is_empty();
+        match state.batch.push_ok_with(slot, len, |items| output.encode_into(items)) {
+            Ok(()) if was_idle => self.wake_writer.notify_one(),
+            Ok(()) => {}
+            Err(reason) => {
+                let why = format!("output failed to serialize: {reason}");
+                self.push_locked(state, slot, &Outcome::Serialization(why));
+            }
+        }
+    }
+
+    /// Queues one result for the writer.
     fn push_locked(&self, state: &mut State, slot: u32, outcome: &Outcome<'_>) {
-        let max_len = self.limits.max_frame_len as usize;
         let size = outcome_size_hint(outcome);
-        if size > max_len {
+        if !self.make_room(state, size) {
+            let max = self.limits.max_frame_len;
             let too_big = Outcome::Serialization(format!(
-                "output of {size} bytes exceeds the frame limit of {max_len} bytes"
+                "a result of {size} bytes exceeds the frame limit of {max} bytes"
             ));
             return self.push_locked(state, slot, &too_big);
+        }
+        let was_idle = state.batch.is_empty() && state.frames.is_empty();
+        state.batch.push(slot, outcome);
+        if was_idle {
+            self.wake_writer.notify_one();
+        }
+    }
+
+    /// Makes room in the batch for a result of `size` bytes, moving a full batch to the frames
+    /// waiting to be written; `false` if no frame could hold it.
+    fn make_room(&self, state: &mut State, size: usize) -> bool {
+        let max_len = self.limits.max_frame_len as usize;
+        if size > max_len {
+            return false;
         }
         if !state.batch.is_empty()
             && (state.batch.byte_len() + size > max_len
@@ -332,11 +370,7 @@ impl Shared {
             // Cannot fail: the batch was kept under both limits.
             let _ = batch.finish_into(frames, &self.limits);
         }
-        let was_idle = state.batch.is_empty() && state.frames.is_empty();
-        state.batch.push(slot, outcome);
-        if was_idle {
-            self.wake_writer.notify_one();
-        }
+        true
     }
 
     fn abort_all(&self) {
@@ -346,10 +380,12 @@ impl Shared {
     }
 }
 
+/// Bytes a result takes beyond its output or message: slot, tags and lengths.
+const OUTCOME_OVERHEAD: usize = 32;
+
 /// An upper bound of an outcome's encoded size, short of the error strings' exact lengths.
 fn outcome_size_hint(outcome: &Outcome<'_>) -> usize {
-    const OVERHEAD: usize = 32;
-    OVERHEAD
+    OUTCOME_OVERHEAD
         + match outcome {
             Outcome::Ok(bytes) => bytes.len(),
             Outcome::Failed(err) => {
@@ -365,22 +401,28 @@ async fn write_results<W: AsyncWrite + Unpin>(
     mut writer: W,
     shared: Arc<Shared>,
 ) -> Result<(), WorkerError> {
-    let mut out = Vec::new();
+    // Swapped with the shared ones under the lock, then written without it: the batch's frame
+    // is written from where the results were encoded.
+    let mut full = Vec::new();
+    let mut batch = ResultBatch::default();
     loop {
         shared.wake_writer.notified().await;
         let done = {
             let mut state = shared.lock();
-            let State { batch, frames, .. } = &mut *state;
-            std::mem::swap(frames, &mut out);
-            if !batch.is_empty() {
-                // Cannot fail: push_locked kept the batch under both limits.
-                let _ = batch.finish_into(&mut out, &shared.limits);
-            }
+            std::mem::swap(&mut state.frames, &mut full);
+            std::mem::swap(&mut state.batch, &mut batch);
             state.shutting_down && state.running.is_empty()
         };
-        if !out.is_empty() {
-            writer.write_all(&out).await?;
-            out.clear();
+        if !full.is_empty() {
+            writer.write_all(&full).await?;
+            full.clear();
+        }
+        if !batch.is_empty() {
+            // Cannot fail: push_locked kept the batch under both limits.
+            if let Ok(frame) = batch.finish(&shared.limits) {
+                writer.write_all(frame).await?;
+            }
+            batch.clear();
         }
         if done {
             writer.flush().await?;

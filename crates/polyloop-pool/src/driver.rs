@@ -388,7 +388,7 @@ impl<'a> Driver<'a> {
         self.release();
         let task = in_flight.job.key.name;
         let raw: RawResult = match result.outcome {
-            Outcome::Ok(bytes) => Ok(bytes.to_vec()),
+            Outcome::Ok(bytes) => (in_flight.job.key.decode)(task, bytes),
             Outcome::Failed(remote) => Err(TaskError::failed(task, remote)),
             Outcome::Panicked(msg) => Err(TaskError::new(Kind::Panic, task, msg)),
             Outcome::TimedOut => {

@@ -1,11 +1,20 @@
 //! A queued task: its encoded input and where its result goes.
 
+use std::any::Any;
+
+use serde::de::DeserializeOwned;
 use tokio::sync::{mpsc, oneshot};
+
+use crate::error::Kind;
 
 use crate::TaskError;
 
-/// A task's raw result: its encoded output, or why there is none.
-pub(crate) type RawResult = Result<Vec<u8>, TaskError>;
+/// A task's output, decoded by the driver that received it (which knows only the task's
+/// [`TaskKey`]); the waiter, which knows the type, takes it out.
+pub(crate) type Output = Box<dyn Any + Send>;
+
+/// A task's raw result: its decoded output, or why there is none.
+pub(crate) type RawResult = Result<Output, TaskError>;
 
 /// Results on their way to a map stream: (input sequence number, result), one frame's worth.
 pub(crate) type StreamTx = mpsc::UnboundedSender<Vec<(u64, RawResult)>>;
@@ -13,10 +22,46 @@ pub(crate) type StreamTx = mpsc::UnboundedSender<Vec<(u64, RawResult)>>;
 pub(crate) type StreamRx = mpsc::UnboundedReceiver<Vec<(u64, RawResult)>>;
 
 /// What the worker needs to know to run a task, and the pool to check it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub(crate) struct TaskKey {
     pub(crate) name: &'static str,
     pub(crate) fingerprint: u64,
+    /// Decodes the task's output from the frame it arrived in.
+    pub(crate) decode: fn(&'static str, &[u8]) -> RawResult,
+}
+
+impl std::fmt::Debug for TaskKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TaskKey").field("name", &self.name).finish_non_exhaustive()
+    }
+}
+
+/// [`TaskKey::decode`] for output type `O`: the output must use every byte.
+pub(crate) fn decode<O: DeserializeOwned + Send + 'static>(
+    task: &'static str,
+    bytes: &[u8],
+) -> RawResult {
+    match postcard::take_from_bytes::<O>(bytes) {
+        Ok((output, [])) => Ok(Box::new(output)),
+        Ok((_, rest)) => {
+            let msg = format!(
+                "output has {} trailing bytes (parent and worker disagree on its type)",
+                rest.len()
+            );
+            Err(TaskError::new(Kind::Serialization, task, msg))
+        }
+        Err(err) => {
+            let msg = format!("output failed to deserialize: {err}");
+            Err(TaskError::new(Kind::Serialization, task, msg))
+        }
+    }
+}
+
+/// Takes a decoded output out of its box, as the type its waiter expects.
+pub(crate) fn take<O: 'static>(task: &'static str, result: RawResult) -> Result<O, TaskError> {
+    result?.downcast::<O>().map(|output| *output).map_err(|_| {
+        TaskError::new(Kind::Serialization, task, "output decoded as another type (a polyloop bug)")
+    })
 }
 
 /// One task on its way through the pool.

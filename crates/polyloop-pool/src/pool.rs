@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 use crate::builder::{Config, PoolBuilder};
 use crate::connection::{RemoteRegistry, connect};
 use crate::error::Kind;
-use crate::job::{Job, RawResult, Reply, TaskKey};
+use crate::job::{Job, RawResult, Reply, TaskKey, decode, take};
 use crate::process::WorkerProc;
 use crate::queue::{Chunk, Queue};
 use crate::scheduler::{QueueLoads, Scheduler};
@@ -136,7 +136,8 @@ impl Shared {
 
     /// Encodes an input into a job; an input that does not serialize fails on its own.
     pub(crate) fn make_job<T: Task>(&self, input: &T::Input, reply: Reply) -> Option<Job> {
-        let key = TaskKey { name: T::NAME, fingerprint: T::fingerprint() };
+        let key =
+            TaskKey { name: T::NAME, fingerprint: T::fingerprint(), decode: decode::<T::Output> };
         match postcard::to_allocvec(input) {
             Ok(input) => Some(Job { key, input, reply, retries: 0 }),
             Err(err) => {
@@ -428,7 +429,7 @@ impl<O> TaskHandle<O> {
     }
 }
 
-impl<O: serde::de::DeserializeOwned> Future for TaskHandle<O> {
+impl<O: 'static> Future for TaskHandle<O> {
     type Output = Result<O, TaskError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
@@ -440,7 +441,7 @@ impl<O: serde::de::DeserializeOwned> Future for TaskHandle<O> {
             }
         };
         self.done = true;
-        Poll::Ready(raw.and_then(|bytes| decode_output(self.task, &bytes)))
+        Poll::Ready(take(self.task, raw))
     }
 }
 
@@ -450,29 +451,6 @@ impl<O> Drop for TaskHandle<O> {
             self.rx.close();
             self.shared.sweep();
         }
-    }
-}
-
-/// Decodes a task's output, which must use every byte.
-pub(crate) fn decode_output<O: serde::de::DeserializeOwned>(
-    task: &'static str,
-    bytes: &[u8],
-) -> Result<O, TaskError> {
-    match postcard::take_from_bytes::<O>(bytes) {
-        Ok((output, [])) => Ok(output),
-        Ok((_, rest)) => Err(TaskError::new(
-            Kind::Serialization,
-            task,
-            format!(
-                "output has {} trailing bytes (parent and worker disagree on its type)",
-                rest.len()
-            ),
-        )),
-        Err(err) => Err(TaskError::new(
-            Kind::Serialization,
-            task,
-            format!("output failed to deserialize: {err}"),
-        )),
     }
 }
 

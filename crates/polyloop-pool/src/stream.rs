@@ -11,8 +11,8 @@ use polyloop_wire::Task;
 use tokio::sync::mpsc;
 
 use crate::TaskError;
-use crate::job::{RawResult, Reply, StreamRx, StreamTx};
-use crate::pool::{Shared, decode_output};
+use crate::job::{RawResult, Reply, StreamRx, StreamTx, take};
+use crate::pool::Shared;
 
 /// Where a map's inputs come from: an iterator, or a stream wrapped in [`from_stream`].
 pub trait Inputs<T> {
@@ -252,7 +252,7 @@ impl<T: Task, S: InputSource<T::Input>> MapStream<T, S> {
                 && let Some(Some(result)) = this.ready.pop_front()
             {
                 this.yielded += 1;
-                return Poll::Ready(Some(result.and_then(|bytes| decode_output(T::NAME, &bytes))));
+                return Poll::Ready(Some(take(T::NAME, result)));
             }
             if this.exhausted && this.submitted == this.yielded {
                 return Poll::Ready(None);

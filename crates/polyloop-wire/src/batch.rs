@@ -2,37 +2,77 @@
 //!
 //! The output is byte for byte what postcard writes for `ToChild::Tasks(vec)` and
 //! `ToParent::Results(vec)`, but without building the `Vec` of borrowed items first: each item is
-//! encoded as it arrives, and the frame header, variant tag and count are written at the end.
+//! encoded as it arrives, straight into the frame's buffer, behind room kept for the header. The
+//! frame header, variant tag and count are written into that room at the end, so a finished
+//! frame is written out from where it was built, with no copy.
 
-use crate::frame::patch_header;
 use crate::{FRAME_HEADER_LEN, Limits, Outcome, WireError, varint};
 
 /// The variant tags of the batch messages, fixed by their position in the enums.
-const TASKS_TAG: u64 = 1;
-const RESULTS_TAG: u64 = 1;
+const TASKS_TAG: u8 = 1;
+const RESULTS_TAG: u8 = 1;
+
+/// Room kept in front of the items: the length, the one-byte tag and a count of up to five bytes.
+const HEADER_ROOM: usize = FRAME_HEADER_LEN + 1 + 5;
 
 #[derive(Debug, Default)]
 struct Batch {
-    items: Vec<u8>,
+    /// `HEADER_ROOM` bytes, then the encoded items (empty until the first push).
+    buf: Vec<u8>,
     count: usize,
 }
 
 impl Batch {
+    /// The buffer to append one item to.
+    fn items(&mut self) -> &mut Vec<u8> {
+        if self.buf.is_empty() {
+            self.buf.resize(HEADER_ROOM, 0);
+        }
+        self.count += 1;
+        &mut self.buf
+    }
+
+    fn byte_len(&self) -> usize {
+        self.buf.len().saturating_sub(HEADER_ROOM)
+    }
+
+    fn finish(&mut self, tag: u8, limits: &Limits) -> Result<&[u8], WireError> {
+        if self.buf.is_empty() {
+            self.buf.resize(HEADER_ROOM, 0);
+        }
+        let mut header = [0u8; HEADER_ROOM];
+        let mut count = Vec::with_capacity(5);
+        varint::push_u64(&mut count, self.count as u64);
+        let payload_len = 1 + count.len() + self.byte_len();
+        if payload_len > limits.max_frame_len as usize {
+            let err =
+                WireError::FrameTooLarge { len: payload_len as u64, max: limits.max_frame_len };
+            self.clear();
+            return Err(err);
+        }
+        let header_len = FRAME_HEADER_LEN + 1 + count.len();
+        header[..FRAME_HEADER_LEN].copy_from_slice(&(payload_len as u32).to_le_bytes());
+        header[FRAME_HEADER_LEN] = tag;
+        header[FRAME_HEADER_LEN + 1..header_len].copy_from_slice(&count);
+        let start = HEADER_ROOM - header_len;
+        self.buf[start..HEADER_ROOM].copy_from_slice(&header[..header_len]);
+        Ok(&self.buf[start..])
+    }
+
+    fn clear(&mut self) {
+        self.buf.clear();
+        self.count = 0;
+    }
+
     fn finish_into(
         &mut self,
-        tag: u64,
+        tag: u8,
         out: &mut Vec<u8>,
         limits: &Limits,
     ) -> Result<(), WireError> {
-        let start = out.len();
-        out.reserve(FRAME_HEADER_LEN + 10 + self.items.len());
-        out.extend_from_slice(&[0; FRAME_HEADER_LEN]);
-        varint::push_u64(out, tag);
-        varint::push_u64(out, self.count as u64);
-        out.extend_from_slice(&self.items);
-        self.items.clear();
-        self.count = 0;
-        patch_header(out, start, limits)
+        out.extend_from_slice(self.finish(tag, limits)?);
+        self.clear();
+        Ok(())
     }
 }
 
@@ -45,12 +85,11 @@ impl TaskBatch {
     pub fn push(&mut self, slot: u32, task: u32, input: &[u8]) {
         // Exactly postcard's encoding of `TaskFrame { slot, task, input }` (three varints and
         // the bytes), written by hand because this runs once per task.
-        let items = &mut self.0.items;
+        let items = self.0.items();
         varint::push_u64(items, slot.into());
         varint::push_u64(items, task.into());
         varint::push_u64(items, input.len() as u64);
         items.extend_from_slice(input);
-        self.0.count += 1;
     }
 
     /// Tasks appended since the last frame.
@@ -65,7 +104,18 @@ impl TaskBatch {
 
     /// Bytes of encoded tasks waiting.
     pub fn byte_len(&self) -> usize {
-        self.0.items.len()
+        self.0.byte_len()
+    }
+
+    /// The frame for everything pushed so far, in place; call [`TaskBatch::clear`] once it is
+    /// written. A frame over the limit is an error, and the batch is cleared.
+    pub fn finish(&mut self, limits: &Limits) -> Result<&[u8], WireError> {
+        self.0.finish(TASKS_TAG, limits)
+    }
+
+    /// Starts a new batch.
+    pub fn clear(&mut self) {
+        self.0.clear();
     }
 
     /// Appends the frame for everything pushed so far to `out` and starts a new batch.
@@ -82,19 +132,47 @@ impl ResultBatch {
     /// Appends one result.
     pub fn push(&mut self, slot: u32, outcome: &Outcome<'_>) {
         if let Outcome::Ok(output) = outcome {
-            // The hot path, by hand: slot, the `Ok` tag (0), then the bytes.
-            let items = &mut self.0.items;
-            varint::push_u64(items, slot.into());
-            items.push(0);
-            varint::push_u64(items, output.len() as u64);
-            items.extend_from_slice(output);
-            self.0.count += 1;
+            // Cannot fail: exactly `len` bytes are written.
+            let _ = self.push_ok_with(slot, output.len(), |items| {
+                items.extend_from_slice(output);
+                Ok(())
+            });
             return;
         }
         // A tuple encodes exactly like the `ResultFrame` struct, without cloning the outcome.
         // Serializing into a Vec cannot fail for these field types.
-        let _ = postcard::to_io(&(slot, outcome), &mut self.0.items);
-        self.0.count += 1;
+        let _ = postcard::to_io(&(slot, outcome), self.0.items());
+    }
+
+    /// Appends a successful result whose `len` bytes of output `write` appends itself, straight
+    /// into the frame (no intermediate buffer for a large output). If `write` fails or appends
+    /// other than `len` bytes, the result is taken back out and the reason returned.
+    pub fn push_ok_with(
+        &mut self,
+        slot: u32,
+        len: usize,
+        write: impl FnOnce(&mut Vec<u8>) -> Result<(), String>,
+    ) -> Result<(), String> {
+        let items = self.0.items();
+        let start = items.len();
+        // The `Ok` tag (0) after the slot, then the bytes: postcard's encoding by hand.
+        varint::push_u64(items, slot.into());
+        items.push(0);
+        varint::push_u64(items, len as u64);
+        items.reserve(len);
+        let before = items.len();
+        let written = write(items).and_then(|()| match items.len() - before {
+            n if n == len => Ok(()),
+            n => Err(format!("the output wrote {n} bytes after announcing {len}")),
+        });
+        if written.is_err() {
+            items.truncate(start);
+            self.0.count -= 1;
+            if self.0.count == 0 {
+                self.0.clear();
+            }
+        }
+        written
     }
 
     /// Results appended since the last frame.
@@ -109,7 +187,18 @@ impl ResultBatch {
 
     /// Bytes of encoded results waiting.
     pub fn byte_len(&self) -> usize {
-        self.0.items.len()
+        self.0.byte_len()
+    }
+
+    /// The frame for everything pushed so far, in place; call [`ResultBatch::clear`] once it is
+    /// written. A frame over the limit is an error, and the batch is cleared.
+    pub fn finish(&mut self, limits: &Limits) -> Result<&[u8], WireError> {
+        self.0.finish(RESULTS_TAG, limits)
+    }
+
+    /// Starts a new batch.
+    pub fn clear(&mut self) {
+        self.0.clear();
     }
 
     /// Appends the frame for everything pushed so far to `out` and starts a new batch.

@@ -60,11 +60,7 @@ pub fn encode_frame<M: Serialize>(
 }
 
 /// Writes the length of the frame that starts at `start` and runs to the end of `out`.
-pub(crate) fn patch_header(
-    out: &mut Vec<u8>,
-    start: usize,
-    limits: &Limits,
-) -> Result<(), WireError> {
+fn patch_header(out: &mut Vec<u8>, start: usize, limits: &Limits) -> Result<(), WireError> {
     let len = out.len() - start - FRAME_HEADER_LEN;
     if len > limits.max_frame_len as usize {
         out.truncate(start);

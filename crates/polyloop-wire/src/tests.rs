@@ -222,3 +222,35 @@ fn bit_flips_never_panic() {
         }
     }
 }
+
+#[test]
+fn results_written_in_place_match_postcard_and_roll_back_on_failure() {
+    let limits = Limits::default();
+    let mut batch = ResultBatch::default();
+    let output = postcard::to_allocvec(&(7u64, "seven")).unwrap();
+    batch
+        .push_ok_with(1, output.len(), |items| {
+            items.extend_from_slice(&output);
+            Ok(())
+        })
+        .unwrap();
+    // A writer that fails, and one that writes the wrong length, leave no trace.
+    let refused = batch.push_ok_with(2, 3, |items| {
+        items.push(1);
+        Err("refused".to_owned())
+    });
+    assert_eq!(refused.unwrap_err(), "refused");
+    let short = batch.push_ok_with(3, 5, |items| {
+        items.push(1);
+        Ok(())
+    });
+    assert!(short.unwrap_err().contains("wrote 1 bytes after announcing 5"));
+    assert_eq!(batch.len(), 1);
+    let frame = batch.finish(&limits).unwrap().to_vec();
+    batch.clear();
+    assert!(batch.is_empty());
+    let mut expected = Vec::new();
+    let results = vec![ResultFrame { slot: 1, outcome: Outcome::Ok(&output) }];
+    encode_frame(&ToParent::Results(results), &mut expected, &limits).unwrap();
+    assert_eq!(frame, expected);
+}
