@@ -40,7 +40,7 @@ mod registry;
 mod worker;
 
 pub use process::{run_worker_process, worker_hook};
-pub use registry::{Failure, Registry, RunFn, TASKS, TaskEntry, TaskFuture, TaskOutput};
+pub use registry::{Failure, Registry, RunFn, RunningTask, TASKS, TaskEntry, TaskFuture};
 pub use worker::{WorkerError, serve};
 
 #[doc(hidden)]

@@ -42,6 +42,10 @@ impl<F> CatchUnwind<F> {
     pub(crate) fn new(inner: F) -> Self {
         CatchUnwind { inner }
     }
+
+    pub(crate) fn get_ref(&self) -> &F {
+        &self.inner
+    }
 }
 
 impl<F: Future + Unpin> Future for CatchUnwind<F> {

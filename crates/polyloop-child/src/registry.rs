@@ -3,6 +3,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use polyloop_wire::{Outcome, RemoteError, Task, TaskInfo};
 
@@ -10,29 +11,63 @@ use polyloop_wire::{Outcome, RemoteError, Task, TaskInfo};
 #[linkme::distributed_slice]
 pub static TASKS: [TaskEntry];
 
-/// A running task: resolves to its output or to the reason it failed.
-pub type TaskFuture =
-    Pin<Box<dyn Future<Output = Result<Box<dyn TaskOutput>, Failure>> + Send + 'static>>;
+/// A running task, in one allocation: a future that resolves to `Ok(())` once it holds its
+/// output, or to the reason it failed; the worker then encodes the output from it straight into
+/// the frame that carries it to the parent.
+pub type TaskFuture = Pin<Box<dyn RunningTask>>;
 
-/// A task's output as the worker sees it: something it can measure and encode, straight into
-/// the frame that carries it to the parent (a large output is never copied into a buffer of its
-/// own first).
-pub trait TaskOutput: Send {
+/// What the worker needs of a running task.
+pub trait RunningTask: Send {
+    /// Drives the task; `Ok(())` once its output is ready to encode.
+    fn poll_run(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Failure>>;
     /// The length of the encoded output; an error names why it cannot be encoded.
     fn encoded_len(&self) -> Result<usize, String>;
-    /// Appends exactly [`TaskOutput::encoded_len`] bytes to `out`.
+    /// Appends exactly [`RunningTask::encoded_len`] bytes to `out`.
     fn encode_into(&self, out: &mut Vec<u8>) -> Result<(), String>;
 }
 
-impl<T: serde::Serialize + Send> TaskOutput for T {
+impl Future for dyn RunningTask {
+    type Output = Result<(), Failure>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.poll_run(cx)
+    }
+}
+
+/// The future of task `T` and, once it finished, its output.
+struct Running<T: Task, F> {
+    future: F,
+    output: Option<T::Output>,
+}
+
+impl<T: Task, F: Future<Output = Result<T::Output, RemoteError>> + Send> RunningTask
+    for Running<T, F>
+{
+    fn poll_run(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Failure>> {
+        // SAFETY: `future` is pinned structurally and never moved out; `output` is not pinned
+        // (it is only written once the future is done, and read through `&self`).
+        let this = unsafe { self.get_unchecked_mut() };
+        let future = unsafe { Pin::new_unchecked(&mut this.future) };
+        match future.poll(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Err(err)) => Poll::Ready(Err(Failure::Failed(err))),
+            Poll::Ready(Ok(output)) => {
+                this.output = Some(output);
+                Poll::Ready(Ok(()))
+            }
+        }
+    }
+
     fn encoded_len(&self) -> Result<usize, String> {
-        postcard::experimental::serialized_size(self).map_err(|err| {
-            polyloop_wire::serialize_failure(self).unwrap_or_else(|| err.to_string())
+        let output = self.output.as_ref().ok_or("the task has no output yet")?;
+        postcard::experimental::serialized_size(output).map_err(|err| {
+            polyloop_wire::serialize_failure(output).unwrap_or_else(|| err.to_string())
         })
     }
 
     fn encode_into(&self, out: &mut Vec<u8>) -> Result<(), String> {
-        postcard::to_extend(self, Append(out)).map(drop).map_err(|err| err.to_string())
+        let output = self.output.as_ref().ok_or("the task has no output yet")?;
+        postcard::to_extend(output, Append(out)).map(drop).map_err(|err| err.to_string())
     }
 }
 
@@ -104,10 +139,7 @@ fn run_task<T: Task>(input: &[u8]) -> Result<TaskFuture, String> {
             return Err(format!("input of task `{}` failed to deserialize: {err}", T::NAME));
         }
     };
-    Ok(Box::pin(async move {
-        let output = T::run(input).await.map_err(Failure::Failed)?;
-        Ok(Box::new(output) as Box<dyn TaskOutput>)
-    }))
+    Ok(Box::pin(Running::<T, _> { future: T::run(input), output: None }))
 }
 
 /// The tasks a worker can run, indexed in the order it announces them in its handshake.

@@ -17,7 +17,7 @@ use tokio::task::AbortHandle;
 
 use crate::Registry;
 use crate::panic::CatchUnwind;
-use crate::registry::{Failure, TaskOutput};
+use crate::registry::{Failure, RunningTask};
 
 /// How long the reader may run tasks' first polls back to back before it lets the writer (and
 /// the other tasks) run.
@@ -169,8 +169,9 @@ where
                             }
                         };
                         let mut caught = CatchUnwind::new(future);
-                        let permit = Arc::clone(&permits).try_acquire_owned().ok();
-                        if permit.is_some() && inline_first_poll {
+                        // A first poll that finishes needs no permit of its own: it ran while
+                        // one was free and holds none afterwards.
+                        if inline_first_poll && permits.available_permits() > 0 {
                             // Fast path: most short tasks finish on their first poll, and then
                             // need no task of their own. One that does not is spawned, and its
                             // first poll there registers its own waker.
@@ -178,7 +179,8 @@ where
                             let polled =
                                 Pin::new(&mut caught).poll(&mut Context::from_waker(&waker));
                             if let Poll::Ready(result) = polled {
-                                shared.push_result(&mut shared.lock(), task.slot, result);
+                                let task_ref = caught.get_ref().as_ref().get_ref();
+                                shared.push_result(&mut shared.lock(), task.slot, task_ref, result);
                                 // A long first poll (CPU-bound work) holds the thread: let the
                                 // writer send what is done before the next one starts.
                                 if last_yield.elapsed() > YIELD_AFTER {
@@ -188,6 +190,7 @@ where
                                 continue;
                             }
                         }
+                        let permit = Arc::clone(&permits).try_acquire_owned().ok();
                         let mut state = shared.lock();
                         let handle = tokio::spawn(run_one(
                             task.slot,
@@ -256,7 +259,7 @@ async fn run_initializer(
 
 async fn run_one(
     slot: u32,
-    caught: CatchUnwind<crate::TaskFuture>,
+    mut caught: CatchUnwind<crate::TaskFuture>,
     permit: Option<OwnedSemaphorePermit>,
     shared: Arc<Shared>,
     permits: Arc<Semaphore>,
@@ -268,8 +271,8 @@ async fn run_one(
         None => permits.acquire_owned().await.ok(),
     };
     let result = match timeout {
-        Some(limit) => tokio::time::timeout(limit, caught).await.ok(),
-        None => Some(caught.await),
+        Some(limit) => tokio::time::timeout(limit, &mut caught).await.ok(),
+        None => Some((&mut caught).await),
     };
     let mut state = shared.lock();
     if state.running.remove(&slot).is_none() {
@@ -277,12 +280,15 @@ async fn run_one(
     }
     match result {
         None => shared.push_locked(&mut state, slot, &Outcome::TimedOut),
-        Some(result) => shared.push_result(&mut state, slot, result),
+        Some(result) => {
+            shared.push_result(&mut state, slot, caught.get_ref().as_ref().get_ref(), result)
+        }
     }
 }
 
-/// How a task's future ended: its output or failure, or the message of its panic.
-type Finished = Result<Result<Box<dyn TaskOutput>, Failure>, String>;
+/// How a task's future ended: done (its output is in the task) or failed, or the message of its
+/// panic.
+type Finished = Result<Result<(), Failure>, String>;
 
 /// State shared by the reader, the tasks and the writer.
 struct Shared {
@@ -309,12 +315,18 @@ impl Shared {
     }
 
     /// Queues a finished task's result: its output is encoded straight into the batch.
-    fn push_result(&self, state: &mut State, slot: u32, finished: Finished) {
-        let output = match finished {
+    fn push_result(
+        &self,
+        state: &mut State,
+        slot: u32,
+        output: &dyn RunningTask,
+        finished: Finished,
+    ) {
+        match finished {
             Err(panic) => return self.push_locked(state, slot, &Outcome::Panicked(panic)),
             Ok(Err(failure)) => return self.push_locked(state, slot, &failure.as_outcome()),
-            Ok(Ok(output)) => output,
-        };
+            Ok(Ok(())) => {}
+        }
         let len = match output.encoded_len() {
             Ok(len) => len,
             Err(reason) => {
