@@ -121,6 +121,17 @@ struct Driver<'a> {
     broken: Option<String>,
     /// The last task looked up in the worker's registry: consecutive tasks are usually alike.
     last_task: Option<(&'static str, u64, u32)>,
+    /// Counts not yet added to the shared atomics; see [`Driver::publish`].
+    unpublished: Unpublished,
+}
+
+/// A driver's counts since it last published them (`in_flight`: the value last published).
+#[derive(Debug, Default)]
+struct Unpublished {
+    in_flight: usize,
+    done: u64,
+    failed: u64,
+    resolved: usize,
 }
 
 impl<'a> Driver<'a> {
@@ -145,6 +156,7 @@ impl<'a> Driver<'a> {
             killed_for_timeout: None,
             broken: None,
             last_task: None,
+            unpublished: Unpublished::default(),
         }
     }
 
@@ -175,6 +187,7 @@ impl<'a> Driver<'a> {
         let mut queue_open = true;
         let mut shutdown_sent = false;
         loop {
+            self.publish();
             let retiring = !queue_open || self.budget_left() == 0;
             if retiring && !shutdown_sent && self.n_in_flight == 0 {
                 // Out of budget, or the pool is closing and our queue is empty: stop in order.
@@ -205,9 +218,11 @@ impl<'a> Driver<'a> {
                     _ => {
                         let status = conn.proc.reap(self.shared.config.kill_grace).await;
                         if shutdown_sent && self.n_in_flight == 0 && self.broken.is_none() {
+                            self.publish();
                             return if queue_open { End::Recycled } else { End::Closed };
                         }
                         self.fail_all(&status);
+                        self.publish();
                         return End::Died;
                     }
                 },
@@ -286,8 +301,6 @@ impl<'a> Driver<'a> {
         }
         self.n_in_flight += 1;
         self.sent_total += 1;
-        self.shard.in_flight.fetch_add(1, Ordering::Relaxed);
-        self.slot.counters.in_flight.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Whether another live worker of this queue could take more work now.
@@ -409,18 +422,44 @@ impl<'a> Driver<'a> {
                 format!("the worker has no task {index}"),
             )),
         };
-        let counter =
-            if raw.is_ok() { &self.slot.counters.done } else { &self.slot.counters.failed };
-        counter.fetch_add(1, Ordering::Relaxed);
+        match raw.is_ok() {
+            true => self.unpublished.done += 1,
+            false => self.unpublished.failed += 1,
+        }
         batch.add(in_flight.job.reply, raw);
-        self.shared.resolved(1);
+        self.unpublished.resolved += 1;
         Ok(now.saturating_duration_since(in_flight.sent_at))
     }
 
     fn release(&mut self) {
         self.n_in_flight -= 1;
-        self.shard.in_flight.fetch_sub(1, Ordering::Relaxed);
-        self.slot.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Makes this driver's counts visible to the pool (stats, schedulers, other drivers, close):
+    /// once per wake-up, not once per task, since the atomics are shared between threads.
+    fn publish(&mut self) {
+        let in_flight = self.n_in_flight;
+        if in_flight != self.unpublished.in_flight {
+            let (was, now) = (self.unpublished.in_flight, in_flight);
+            match now > was {
+                true => self.shard.in_flight.fetch_add(now - was, Ordering::Relaxed),
+                false => self.shard.in_flight.fetch_sub(was - now, Ordering::Relaxed),
+            };
+            self.slot.counters.in_flight.store(now as u64, Ordering::Relaxed);
+            self.unpublished.in_flight = now;
+        }
+        let counters = &self.slot.counters;
+        let Unpublished { done, failed, resolved, .. } = std::mem::take(&mut self.unpublished);
+        self.unpublished.in_flight = in_flight;
+        if done > 0 {
+            counters.done.fetch_add(done, Ordering::Relaxed);
+        }
+        if failed > 0 {
+            counters.failed.fetch_add(failed, Ordering::Relaxed);
+        }
+        if resolved > 0 {
+            self.shared.resolved(resolved);
+        }
     }
 
     /// Cancels in the worker every task whose handle or stream was dropped.
