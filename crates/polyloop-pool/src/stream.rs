@@ -223,9 +223,13 @@ impl<T: Task, S: InputSource<T::Input>> MapStream<T, S> {
             return Poll::Ready(None);
         }
         loop {
-            // Everything the window allows goes to the queue as one chunk.
+            // Refill only once half the window is free, then up to the full window, as one chunk:
+            // topping up one input per result taken would send every task through the queue on
+            // its own.
             let mut chunk = Vec::new();
-            while !this.exhausted && this.submitted - this.yielded < this.window {
+            let low_water = this.window / 2;
+            let refill = this.submitted - this.yielded <= low_water;
+            while refill && !this.exhausted && this.submitted - this.yielded < this.window {
                 match this.source.poll_next_input(cx) {
                     Poll::Ready(Some(input)) => {
                         let reply = Reply::Stream { tx: this.tx.clone(), seq: this.submitted };
