@@ -370,7 +370,7 @@ impl<'a> Driver<'a> {
                     let now = Instant::now();
                     let mut latency = Duration::ZERO;
                     let n = results.len();
-                    let mut batch = StreamBatch::default();
+                    let mut batch = StreamBatch::with_capacity(n);
                     let completed = results.into_iter().try_for_each(|result| {
                         latency += self.complete(result, now, &mut batch)?;
                         Ok::<_, WireError>(())

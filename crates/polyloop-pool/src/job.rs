@@ -16,10 +16,20 @@ pub(crate) type Output = Box<dyn Any + Send>;
 /// A task's raw result: its decoded output, or why there is none.
 pub(crate) type RawResult = Result<Output, TaskError>;
 
-/// Results on their way to a map stream: (input sequence number, result), one frame's worth.
-pub(crate) type StreamTx = mpsc::UnboundedSender<Vec<(u64, RawResult)>>;
+/// Results on their way to a map stream, one frame's worth.
+pub(crate) type StreamTx = mpsc::UnboundedSender<Vec<StreamResult>>;
 /// The stream's end of a [`StreamTx`].
-pub(crate) type StreamRx = mpsc::UnboundedReceiver<Vec<(u64, RawResult)>>;
+pub(crate) type StreamRx = mpsc::UnboundedReceiver<Vec<StreamResult>>;
+
+/// One result for a map stream: its input's sequence number, and the job's sender, handed back
+/// so the stream drops it on its own thread. (The stream clones one sender per job; dropping
+/// them on the driver's thread made every task bounce the sender count between two cores.)
+#[derive(Debug)]
+pub(crate) struct StreamResult {
+    pub(crate) seq: u64,
+    pub(crate) result: RawResult,
+    pub(crate) _tx: StreamTx,
+}
 
 /// What the worker needs to know to run a task, and the pool to check it.
 #[derive(Clone, Copy)]
@@ -100,7 +110,7 @@ impl Reply {
                 let _ = tx.send(result);
             }
             Reply::Stream { tx, seq } => {
-                let _ = tx.send(vec![(seq, result)]);
+                let _ = tx.clone().send(vec![StreamResult { seq, result, _tx: tx }]);
             }
         }
     }
@@ -116,20 +126,32 @@ impl Job {
 /// instead of once per result.
 #[derive(Debug, Default)]
 pub(crate) struct StreamBatch {
-    current: Option<(StreamTx, Vec<(u64, RawResult)>)>,
+    /// Results expected in this frame, to size the batch once.
+    capacity: usize,
+    current: Option<(StreamTx, Vec<StreamResult>)>,
 }
 
 impl StreamBatch {
+    /// A batch for a frame of `capacity` results.
+    pub(crate) fn with_capacity(capacity: usize) -> Self {
+        StreamBatch { capacity, current: None }
+    }
+
     /// Adds a result for `reply`; a reply that is not a stream is sent at once.
     pub(crate) fn add(&mut self, reply: Reply, result: RawResult) {
         let Reply::Stream { tx, seq } = reply else {
             return reply.send(result);
         };
         match &mut self.current {
-            Some((current, results)) if current.same_channel(&tx) => results.push((seq, result)),
+            Some((current, results)) if current.same_channel(&tx) => {
+                results.push(StreamResult { seq, result, _tx: tx });
+            }
             _ => {
                 self.flush();
-                self.current = Some((tx, vec![(seq, result)]));
+                let mut results = Vec::with_capacity(self.capacity);
+                let sender = tx.clone();
+                results.push(StreamResult { seq, result, _tx: tx });
+                self.current = Some((sender, results));
             }
         }
     }

@@ -11,7 +11,7 @@ use polyloop_wire::Task;
 use tokio::sync::mpsc;
 
 use crate::TaskError;
-use crate::job::{RawResult, Reply, StreamRx, StreamTx, take};
+use crate::job::{RawResult, Reply, StreamResult, StreamRx, StreamTx, take};
 use crate::pool::Shared;
 
 /// Where a map's inputs come from: an iterator, or a stream wrapped in [`from_stream`].
@@ -242,7 +242,7 @@ impl<T: Task, S: InputSource<T::Input>> MapStream<T, S> {
             }
             this.shared.enqueue(chunk);
             while let Ok(results) = this.rx.try_recv() {
-                for (seq, result) in results {
+                for StreamResult { seq, result, .. } in results {
                     this.place(seq, result);
                 }
             }
@@ -263,7 +263,7 @@ impl<T: Task, S: InputSource<T::Input>> MapStream<T, S> {
             }
             match this.rx.poll_recv(cx) {
                 Poll::Ready(Some(results)) => {
-                    for (seq, result) in results {
+                    for StreamResult { seq, result, .. } in results {
                         this.place(seq, result);
                     }
                 }
