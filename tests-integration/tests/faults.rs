@@ -261,7 +261,7 @@ where
 }
 
 /// Whether the handle has not resolved yet, without waiting.
-fn still_pending<O: 'static>(handle: &mut TaskHandle<O>) -> bool {
+fn still_pending<O: serde::de::DeserializeOwned + 'static>(handle: &mut TaskHandle<O>) -> bool {
     let waker = std::task::Waker::noop();
     let mut cx = std::task::Context::from_waker(waker);
     Pin::new(handle).poll(&mut cx).is_pending()

@@ -13,9 +13,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
 use crate::TaskError;
+use crate::bytes::SmallBytes;
 use crate::connection::{Connection, connect};
 use crate::error::Kind;
-use crate::job::{Job, RawResult, StreamBatch};
+use crate::job::{Job, Output, RawResult, StreamBatch};
 use crate::pool::{Shard, Shared, Slot};
 use crate::queue::Chunk;
 
@@ -401,6 +402,9 @@ impl<'a> Driver<'a> {
         self.release();
         let task = in_flight.job.key.name;
         let raw: RawResult = match result.outcome {
+            Outcome::Ok(bytes) if SmallBytes::fits_inline(bytes.len()) => {
+                Ok(Output::Encoded(SmallBytes::copy_from(bytes)))
+            }
             Outcome::Ok(bytes) => (in_flight.job.key.decode)(task, bytes),
             Outcome::Failed(remote) => Err(TaskError::failed(task, remote)),
             Outcome::Panicked(msg) => Err(TaskError::new(Kind::Panic, task, msg)),

@@ -1,25 +1,77 @@
 //! A queued task: its encoded input and where its result goes.
 
 use std::any::Any;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::de::DeserializeOwned;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::bytes::SmallBytes;
 use crate::error::Kind;
 
 use crate::TaskError;
 
-/// A task's output, decoded by the driver that received it (which knows only the task's
-/// [`TaskKey`]); the waiter, which knows the type, takes it out.
-pub(crate) type Output = Box<dyn Any + Send>;
+/// A task's output as the driver hands it over: a short one still encoded (inline, no
+/// allocation; the waiter decodes it), a long one decoded by the driver straight from the frame
+/// it arrived in (so its bytes are copied once).
+pub(crate) enum Output {
+    Encoded(SmallBytes),
+    Decoded(Box<dyn Any + Send>),
+}
+
+impl std::fmt::Debug for Output {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Output::Encoded(bytes) => write!(f, "Encoded({bytes:?})"),
+            Output::Decoded(_) => f.write_str("Decoded(..)"),
+        }
+    }
+}
 
 /// A task's raw result: its decoded output, or why there is none.
 pub(crate) type RawResult = Result<Output, TaskError>;
 
-/// Results on their way to a map stream, one frame's worth.
-pub(crate) type StreamTx = mpsc::UnboundedSender<Vec<StreamResult>>;
-/// The stream's end of a [`StreamTx`].
+/// Where a map stream's results go: every job of the stream holds one (cloned and dropped on
+/// the stream's own thread, see [`StreamResult`]).
+pub(crate) type StreamTx = Arc<StreamSink>;
+/// The stream's end of its sink.
 pub(crate) type StreamRx = mpsc::UnboundedReceiver<Vec<StreamResult>>;
+
+/// A map stream's result channel, and whether the stream is gone.
+#[derive(Debug)]
+pub(crate) struct StreamSink {
+    /// Read by drivers for every task they take: on a cache line of its own, away from the
+    /// reference count the stream's thread changes for every job.
+    closed: Padded<AtomicBool>,
+    tx: mpsc::UnboundedSender<Vec<StreamResult>>,
+}
+
+impl StreamSink {
+    pub(crate) fn new() -> (StreamTx, StreamRx) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (Arc::new(StreamSink { closed: Padded(AtomicBool::new(false)), tx }), rx)
+    }
+
+    /// Marks the stream gone: its jobs are cancelled.
+    pub(crate) fn close(&self) {
+        self.closed.0.store(true, Ordering::Release);
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.0.load(Ordering::Acquire)
+    }
+
+    fn send(&self, results: Vec<StreamResult>) {
+        // A dropped stream no longer wants them.
+        let _ = self.tx.send(results);
+    }
+}
+
+/// A value alone on its cache line(s).
+#[derive(Debug)]
+#[repr(align(128))]
+struct Padded<T>(T);
 
 /// One result for a map stream: its input's sequence number, and the job's sender, handed back
 /// so the stream drops it on its own thread. (The stream clones one sender per job; dropping
@@ -51,8 +103,13 @@ pub(crate) fn decode<O: DeserializeOwned + Send + 'static>(
     task: &'static str,
     bytes: &[u8],
 ) -> RawResult {
+    decode_as::<O>(task, bytes).map(|output| Output::Decoded(Box::new(output)))
+}
+
+/// Decodes an output of type `O`, which must use every byte.
+fn decode_as<O: DeserializeOwned>(task: &'static str, bytes: &[u8]) -> Result<O, TaskError> {
     match postcard::take_from_bytes::<O>(bytes) {
-        Ok((output, [])) => Ok(Box::new(output)),
+        Ok((output, [])) => Ok(output),
         Ok((_, rest)) => {
             let msg = format!(
                 "output has {} trailing bytes (parent and worker disagree on its type)",
@@ -67,18 +124,28 @@ pub(crate) fn decode<O: DeserializeOwned + Send + 'static>(
     }
 }
 
-/// Takes a decoded output out of its box, as the type its waiter expects.
-pub(crate) fn take<O: 'static>(task: &'static str, result: RawResult) -> Result<O, TaskError> {
-    result?.downcast::<O>().map(|output| *output).map_err(|_| {
-        TaskError::new(Kind::Serialization, task, "output decoded as another type (a polyloop bug)")
-    })
+/// The output as the type its waiter expects.
+pub(crate) fn take<O: DeserializeOwned + 'static>(
+    task: &'static str,
+    result: RawResult,
+) -> Result<O, TaskError> {
+    match result? {
+        Output::Encoded(bytes) => decode_as::<O>(task, &bytes),
+        Output::Decoded(output) => output.downcast::<O>().map(|output| *output).map_err(|_| {
+            TaskError::new(
+                Kind::Serialization,
+                task,
+                "output decoded as another type (a polyloop bug)",
+            )
+        }),
+    }
 }
 
 /// One task on its way through the pool.
 #[derive(Debug)]
 pub(crate) struct Job {
     pub(crate) key: TaskKey,
-    pub(crate) input: Vec<u8>,
+    pub(crate) input: SmallBytes,
     pub(crate) reply: Reply,
     /// Times the task was lost with its worker and queued again.
     pub(crate) retries: u32,
@@ -110,7 +177,8 @@ impl Reply {
                 let _ = tx.send(result);
             }
             Reply::Stream { tx, seq } => {
-                let _ = tx.clone().send(vec![StreamResult { seq, result, _tx: tx }]);
+                let sink = Arc::clone(&tx);
+                sink.send(vec![StreamResult { seq, result, _tx: tx }]);
             }
         }
     }
@@ -143,13 +211,13 @@ impl StreamBatch {
             return reply.send(result);
         };
         match &mut self.current {
-            Some((current, results)) if current.same_channel(&tx) => {
+            Some((current, results)) if Arc::ptr_eq(current, &tx) => {
                 results.push(StreamResult { seq, result, _tx: tx });
             }
             _ => {
                 self.flush();
                 let mut results = Vec::with_capacity(self.capacity);
-                let sender = tx.clone();
+                let sender = Arc::clone(&tx);
                 results.push(StreamResult { seq, result, _tx: tx });
                 self.current = Some((sender, results));
             }
@@ -159,8 +227,7 @@ impl StreamBatch {
     /// Sends what was collected.
     pub(crate) fn flush(&mut self) {
         if let Some((tx, results)) = self.current.take() {
-            // A dropped stream no longer wants them.
-            let _ = tx.send(results);
+            tx.send(results);
         }
     }
 }

@@ -25,6 +25,7 @@
 //! ```
 
 mod builder;
+mod bytes;
 mod connection;
 mod driver;
 mod error;

@@ -11,6 +11,7 @@ use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::builder::{Config, PoolBuilder};
+use crate::bytes::SmallBytes;
 use crate::connection::{RemoteRegistry, connect};
 use crate::error::Kind;
 use crate::job::{Job, RawResult, Reply, TaskKey, decode, take};
@@ -138,7 +139,7 @@ impl Shared {
     pub(crate) fn make_job<T: Task>(&self, input: &T::Input, reply: Reply) -> Option<Job> {
         let key =
             TaskKey { name: T::NAME, fingerprint: T::fingerprint(), decode: decode::<T::Output> };
-        match postcard::to_allocvec(input) {
+        match SmallBytes::encode(input) {
             Ok(input) => Some(Job { key, input, reply, retries: 0 }),
             Err(err) => {
                 let reason =
@@ -429,7 +430,7 @@ impl<O> TaskHandle<O> {
     }
 }
 
-impl<O: 'static> Future for TaskHandle<O> {
+impl<O: serde::de::DeserializeOwned + 'static> Future for TaskHandle<O> {
     type Output = Result<O, TaskError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {

@@ -8,10 +8,9 @@ use std::task::{Context, Poll};
 
 use futures_core::Stream;
 use polyloop_wire::Task;
-use tokio::sync::mpsc;
 
 use crate::TaskError;
-use crate::job::{RawResult, Reply, StreamResult, StreamRx, StreamTx, take};
+use crate::job::{RawResult, Reply, StreamResult, StreamRx, StreamSink, StreamTx, take};
 use crate::pool::Shared;
 
 /// Where a map's inputs come from: an iterator, or a stream wrapped in [`from_stream`].
@@ -136,7 +135,7 @@ impl<T: Task, S: InputSource<T::Input>> MapStream<T, S> {
     pub(crate) fn new(_task: T, shared: Arc<Shared>, source: S, order: Order) -> Self {
         let credit = shared.config.max_credit() as u64;
         let window = (2 * shared.slots.len() as u64 * credit).max(64);
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = StreamSink::new();
         MapStream {
             shared,
             source,
@@ -232,7 +231,7 @@ impl<T: Task, S: InputSource<T::Input>> MapStream<T, S> {
             while refill && !this.exhausted && this.submitted - this.yielded < this.window {
                 match this.source.poll_next_input(cx) {
                     Poll::Ready(Some(input)) => {
-                        let reply = Reply::Stream { tx: this.tx.clone(), seq: this.submitted };
+                        let reply = Reply::Stream { tx: Arc::clone(&this.tx), seq: this.submitted };
                         chunk.extend(this.shared.make_job::<T>(&input, reply));
                         this.submitted += 1;
                     }
@@ -285,6 +284,7 @@ impl<T: Task, S: InputSource<T::Input>> Stream for MapStream<T, S> {
 impl<T: Task, S> Drop for MapStream<T, S> {
     fn drop(&mut self) {
         if self.submitted != self.yielded {
+            self.tx.close();
             self.rx.close();
             self.shared.sweep();
         }
