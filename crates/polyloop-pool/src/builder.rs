@@ -46,6 +46,7 @@ pub(crate) struct Config {
     pub(crate) initializer: Option<InitTask>,
     pub(crate) program: Option<WorkerProgram>,
     pub(crate) handshake_timeout: Duration,
+    pub(crate) busy_poll: Duration,
 }
 
 /// The most tasks the adaptive prefetch lets a worker hold beyond its concurrency.
@@ -89,6 +90,7 @@ impl Default for PoolBuilder {
                 initializer: None,
                 program: None,
                 handshake_timeout: Duration::from_secs(30),
+                busy_poll: Duration::ZERO,
             },
             scheduler: Box::new(RoundRobin::default()),
             init_error: None,
@@ -201,6 +203,17 @@ impl PoolBuilder {
                 self.config.program = Some(program);
             }
         }
+        self
+    }
+
+    /// Opt-in low latency: a worker's driver in this process polls the worker's socket for up
+    /// to `window` while it waits for results, before it goes to sleep, so that a result is
+    /// picked up without waking a sleeping core. It burns a core while it polls, and pays off
+    /// with a current-thread runtime in the parent, where the caller and the drivers share a
+    /// thread (`#[polyloop::main(flavor = "current_thread")]`). The workers do not poll: with
+    /// several of them, an idle one polling takes the core the busy one needs.
+    pub fn busy_poll(mut self, window: std::time::Duration) -> Self {
+        self.config.busy_poll = window;
         self
     }
 

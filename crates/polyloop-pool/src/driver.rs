@@ -2,6 +2,7 @@
 //! results back, and replaces the process when it dies or retires.
 
 use std::collections::VecDeque;
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -204,17 +205,14 @@ impl<'a> Driver<'a> {
                 && self.broken.is_none()
                 && self.n_in_flight < self.credit()
                 && !self.over_share();
+            if self.n_in_flight > 0 && self.busy_poll(&mut conn).await {
+                continue;
+            }
             let deadline = self.next_deadline();
             tokio::select! {
                 biased;
                 read = conn.reader.read(conn.frames.spare()) => match read {
-                    Ok(n) if n > 0 => {
-                        conn.frames.filled(n);
-                        if let Err(err) = self.handle_frames(&mut conn) {
-                            self.broken = Some(format!("it sent an invalid frame: {err}"));
-                            conn.proc.kill();
-                        }
-                    }
+                    Ok(n) if n > 0 => self.received(&mut conn, n),
                     // End of stream: the worker exited, was killed, or closed the socket.
                     _ => {
                         let status = conn.proc.reap(self.shared.config.kill_grace).await;
@@ -246,6 +244,48 @@ impl<'a> Driver<'a> {
                     conn.proc.kill();
                 }
             }
+        }
+    }
+
+    /// Handles `n` bytes just read into the frame buffer.
+    fn received(&mut self, conn: &mut Connection, n: usize) {
+        conn.frames.filled(n);
+        if let Err(err) = self.handle_frames(conn) {
+            self.broken = Some(format!("it sent an invalid frame: {err}"));
+            conn.proc.kill();
+        }
+    }
+
+    /// With `busy_poll` set: polls the socket for results for up to that long, yielding to
+    /// the other tasks of this thread between tries, before the driver goes to sleep on it.
+    /// Returns whether something was read.
+    async fn busy_poll(&mut self, conn: &mut Connection) -> bool {
+        let window = self.shared.config.busy_poll;
+        if window.is_zero() {
+            return false;
+        }
+        let fd = conn.reader.as_ref().as_raw_fd();
+        let started = std::time::Instant::now();
+        loop {
+            let spare = conn.frames.spare();
+            // SAFETY: `spare` is writable for its length; MSG_DONTWAIT never blocks. Reading
+            // behind tokio's back is fine: only this task reads this socket.
+            let n = unsafe {
+                libc::recv(fd, spare.as_mut_ptr().cast(), spare.len(), libc::MSG_DONTWAIT)
+            };
+            if n > 0 {
+                self.received(conn, n as usize);
+                return true;
+            }
+            // End of stream or an error: the read in the select sees it too.
+            let idle =
+                n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::WouldBlock;
+            // Stop polling as soon as there is more work to send.
+            let more_work = self.shard.queue.len() > 0 && self.n_in_flight < self.credit();
+            if !idle || more_work || started.elapsed() >= window {
+                return false;
+            }
+            tokio::task::yield_now().await;
         }
     }
 

@@ -377,6 +377,31 @@ async fn queued_tasks_fail_when_no_worker_can_be_started() -> anyhow::Result<()>
     Ok(())
 }
 
+#[tokio::test(flavor = "current_thread")]
+async fn busy_polling_drivers_return_the_same_results() -> anyhow::Result<()> {
+    let pool = Pool::builder()
+        .processes(2)
+        .retries(1)
+        .busy_poll(Duration::from_micros(200))
+        .build()
+        .await?;
+    for i in 0..200u64 {
+        assert_eq!(pool.apply(add, (i, 1)).await?, i + 1);
+    }
+    let outputs = pool.map(double, 0..10_000u64).await?;
+    assert!(outputs.iter().enumerate().all(|(i, &v)| v == 2 * i as u64));
+    // A worker that dies while its driver polls is still noticed (and a task sent to it in the
+    // meantime is retried).
+    let pid = pool.stats().workers[0].pid;
+    let handles: Vec<_> = (0..4).map(|_| pool.submit(nap, 60_000)).collect();
+    // SAFETY: kill with a pid of our own child and a valid signal.
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
+    drop(handles);
+    assert_eq!(pool.apply(double, 21).await?, 42);
+    pool.close().await?;
+    Ok(())
+}
+
 /// A task the worker program does not register: implemented by hand, not with the macro.
 #[derive(Clone, Copy, Debug)]
 struct Unregistered;
