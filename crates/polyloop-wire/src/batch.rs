@@ -6,6 +6,8 @@
 //! frame header, variant tag and count are written into that room at the end, so a finished
 //! frame is written out from where it was built, with no copy.
 
+use std::marker::PhantomData;
+
 use crate::{FRAME_HEADER_LEN, Limits, Outcome, WireError, varint};
 
 /// The variant tags of the batch messages, fixed by their position in the enums.
@@ -16,13 +18,13 @@ const RESULTS_TAG: u8 = 1;
 const HEADER_ROOM: usize = FRAME_HEADER_LEN + 1 + 5;
 
 #[derive(Debug, Default)]
-struct Batch {
+struct Inner {
     /// `HEADER_ROOM` bytes, then the encoded items (empty until the first push).
     buf: Vec<u8>,
     count: usize,
 }
 
-impl Batch {
+impl Inner {
     /// The buffer to append one item to.
     fn items(&mut self) -> &mut Vec<u8> {
         if self.buf.is_empty() {
@@ -76,59 +78,101 @@ impl Batch {
     }
 }
 
-/// Builds a [`ToChild::Tasks`](crate::ToChild::Tasks) frame.
-#[derive(Debug, Default)]
-pub struct TaskBatch(Batch);
+/// Which message a batch builds; sealed.
+pub trait BatchKind: sealed::Sealed {
+    /// The message's variant tag.
+    const TAG: u8;
+}
 
-impl TaskBatch {
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// Marks a [`Batch`] of tasks: a [`ToChild::Tasks`](crate::ToChild::Tasks) frame.
+#[derive(Debug)]
+pub enum Tasks {}
+
+/// Marks a [`Batch`] of results: a [`ToParent::Results`](crate::ToParent::Results) frame.
+#[derive(Debug)]
+pub enum Results {}
+
+impl sealed::Sealed for Tasks {}
+impl sealed::Sealed for Results {}
+
+impl BatchKind for Tasks {
+    const TAG: u8 = TASKS_TAG;
+}
+
+impl BatchKind for Results {
+    const TAG: u8 = RESULTS_TAG;
+}
+
+/// Builds one batch frame, item by item; see [`TaskBatch`] and [`ResultBatch`].
+#[derive(Debug)]
+pub struct Batch<K> {
+    inner: Inner,
+    _kind: PhantomData<K>,
+}
+
+/// Builds a [`ToChild::Tasks`](crate::ToChild::Tasks) frame.
+pub type TaskBatch = Batch<Tasks>;
+
+/// Builds a [`ToParent::Results`](crate::ToParent::Results) frame.
+pub type ResultBatch = Batch<Results>;
+
+impl<K> Default for Batch<K> {
+    fn default() -> Self {
+        Batch { inner: Inner::default(), _kind: PhantomData }
+    }
+}
+
+impl<K: BatchKind> Batch<K> {
+    /// Items appended since the last frame.
+    pub fn len(&self) -> usize {
+        self.inner.count
+    }
+
+    /// Whether no item was appended since the last frame.
+    pub fn is_empty(&self) -> bool {
+        self.inner.count == 0
+    }
+
+    /// Bytes of encoded items waiting.
+    pub fn byte_len(&self) -> usize {
+        self.inner.byte_len()
+    }
+
+    /// The frame for everything pushed so far, in place; call [`Batch::clear`] once it is
+    /// written. A frame over the limit is an error, and the batch is cleared.
+    pub fn finish(&mut self, limits: &Limits) -> Result<&[u8], WireError> {
+        self.inner.finish(K::TAG, limits)
+    }
+
+    /// Starts a new batch.
+    pub fn clear(&mut self) {
+        self.inner.clear();
+    }
+
+    /// Appends the frame for everything pushed so far to `out` and starts a new batch.
+    pub fn finish_into(&mut self, out: &mut Vec<u8>, limits: &Limits) -> Result<(), WireError> {
+        self.inner.finish_into(K::TAG, out, limits)
+    }
+}
+
+impl Batch<Tasks> {
     /// Appends one task.
     pub fn push(&mut self, slot: u32, task: u32, input: &[u8]) {
         // Exactly postcard's encoding of `TaskFrame { slot, task, input }` (three varints and
         // the bytes), written by hand because this runs once per task.
-        let items = self.0.items();
+        let items = self.inner.items();
         varint::push_u64(items, slot.into());
         varint::push_u64(items, task.into());
         varint::push_u64(items, input.len() as u64);
         items.extend_from_slice(input);
     }
-
-    /// Tasks appended since the last frame.
-    pub fn len(&self) -> usize {
-        self.0.count
-    }
-
-    /// Whether no task was appended since the last frame.
-    pub fn is_empty(&self) -> bool {
-        self.0.count == 0
-    }
-
-    /// Bytes of encoded tasks waiting.
-    pub fn byte_len(&self) -> usize {
-        self.0.byte_len()
-    }
-
-    /// The frame for everything pushed so far, in place; call [`TaskBatch::clear`] once it is
-    /// written. A frame over the limit is an error, and the batch is cleared.
-    pub fn finish(&mut self, limits: &Limits) -> Result<&[u8], WireError> {
-        self.0.finish(TASKS_TAG, limits)
-    }
-
-    /// Starts a new batch.
-    pub fn clear(&mut self) {
-        self.0.clear();
-    }
-
-    /// Appends the frame for everything pushed so far to `out` and starts a new batch.
-    pub fn finish_into(&mut self, out: &mut Vec<u8>, limits: &Limits) -> Result<(), WireError> {
-        self.0.finish_into(TASKS_TAG, out, limits)
-    }
 }
 
-/// Builds a [`ToParent::Results`](crate::ToParent::Results) frame.
-#[derive(Debug, Default)]
-pub struct ResultBatch(Batch);
-
-impl ResultBatch {
+impl Batch<Results> {
     /// Appends one result.
     pub fn push(&mut self, slot: u32, outcome: &Outcome<'_>) {
         if let Outcome::Ok(output) = outcome {
@@ -141,7 +185,7 @@ impl ResultBatch {
         }
         // A tuple encodes exactly like the `ResultFrame` struct, without cloning the outcome.
         // Serializing into a Vec cannot fail for these field types.
-        let _ = postcard::to_io(&(slot, outcome), self.0.items());
+        let _ = postcard::to_io(&(slot, outcome), self.inner.items());
     }
 
     /// Appends a successful result whose `len` bytes of output `write` appends itself, straight
@@ -153,7 +197,7 @@ impl ResultBatch {
         len: usize,
         write: impl FnOnce(&mut Vec<u8>) -> Result<(), String>,
     ) -> Result<(), String> {
-        let items = self.0.items();
+        let items = self.inner.items();
         let start = items.len();
         // The `Ok` tag (0) after the slot, then the bytes: postcard's encoding by hand.
         varint::push_u64(items, slot.into());
@@ -167,42 +211,11 @@ impl ResultBatch {
         });
         if written.is_err() {
             items.truncate(start);
-            self.0.count -= 1;
-            if self.0.count == 0 {
-                self.0.clear();
+            self.inner.count -= 1;
+            if self.inner.count == 0 {
+                self.inner.clear();
             }
         }
         written
-    }
-
-    /// Results appended since the last frame.
-    pub fn len(&self) -> usize {
-        self.0.count
-    }
-
-    /// Whether no result was appended since the last frame.
-    pub fn is_empty(&self) -> bool {
-        self.0.count == 0
-    }
-
-    /// Bytes of encoded results waiting.
-    pub fn byte_len(&self) -> usize {
-        self.0.byte_len()
-    }
-
-    /// The frame for everything pushed so far, in place; call [`ResultBatch::clear`] once it is
-    /// written. A frame over the limit is an error, and the batch is cleared.
-    pub fn finish(&mut self, limits: &Limits) -> Result<&[u8], WireError> {
-        self.0.finish(RESULTS_TAG, limits)
-    }
-
-    /// Starts a new batch.
-    pub fn clear(&mut self) {
-        self.0.clear();
-    }
-
-    /// Appends the frame for everything pushed so far to `out` and starts a new batch.
-    pub fn finish_into(&mut self, out: &mut Vec<u8>, limits: &Limits) -> Result<(), WireError> {
-        self.0.finish_into(RESULTS_TAG, out, limits)
     }
 }

@@ -45,7 +45,7 @@ mod reason;
 mod task;
 mod varint;
 
-pub use batch::{ResultBatch, TaskBatch};
+pub use batch::{Batch, BatchKind, ResultBatch, Results, TaskBatch, Tasks};
 pub use bootstrap::{ENV_PARENT_PID, ENV_WORKER_FD};
 pub use buffer::FrameBuffer;
 pub use error::WireError;
