@@ -402,6 +402,18 @@ async fn busy_polling_drivers_return_the_same_results() -> anyhow::Result<()> {
     Ok(())
 }
 
+#[tokio::test]
+async fn spawn_runs_one_task_in_a_fresh_process() -> anyhow::Result<()> {
+    let first = polyloop::spawn(whoami, 0).await?;
+    let second = polyloop::spawn(whoami, 1).await?;
+    assert_ne!(first, std::process::id());
+    assert_ne!(first, second, "each spawn gets a process of its own");
+    assert!(!alive(first) && !alive(second), "and reaps it");
+    let err = polyloop::spawn(nap_or_fail, 3).await.expect_err("the task fails");
+    assert!(matches!(err, polyloop::SpawnError::Task(ref e) if e.is_failed()), "{err}");
+    Ok(())
+}
+
 /// A task the worker program does not register: implemented by hand, not with the macro.
 #[derive(Clone, Copy, Debug)]
 struct Unregistered;
