@@ -66,6 +66,7 @@ pub(crate) async fn supervise(shared: Arc<Shared>, worker_idx: usize, first: Con
         slot.install(&conn.proc);
         let end = Driver::new(&shared, worker_idx, &conn).run(conn).await;
         slot.set_live(shard, false);
+        slot.stop_listening(&shared);
         slot.uninstall();
         match end {
             End::Closed => return,
@@ -199,12 +200,13 @@ impl<'a> Driver<'a> {
                 let _ = conn.writer.write_all(&self.out).await;
                 self.out.clear();
             }
-            let can_take = !retiring
+            let able = !retiring
                 && !shutdown_sent
                 && self.killed_for_timeout.is_none()
                 && self.broken.is_none()
-                && self.n_in_flight < self.credit()
-                && !self.over_share();
+                && self.n_in_flight < self.credit();
+            let can_take = able && !self.over_share();
+            self.set_listening(can_take);
             if self.n_in_flight > 0 && self.busy_poll(&mut conn).await {
                 continue;
             }
@@ -226,6 +228,8 @@ impl<'a> Driver<'a> {
                     }
                 },
                 () = self.slot.sweep.notified() => self.sweep(&mut conn).await,
+                // Another worker of the queue stopped listening: look at the queue again.
+                () = self.slot.reconsider.notified(), if able && !can_take => {}
                 chunk = self.shard.queue.pop(), if can_take => match chunk {
                     Some(chunk) => {
                         let now = Instant::now();
@@ -344,15 +348,35 @@ impl<'a> Driver<'a> {
         self.sent_total += 1;
     }
 
-    /// Whether another live worker of this queue could take more work now.
-    fn others_hungry(&self) -> bool {
+    /// Whether another worker of this queue listens to it and has room for more work.
+    fn others_listening(&self) -> bool {
         let min_credit = self.concurrency + self.prefetch_range.0;
-        self.shared.slots.iter().enumerate().any(|(worker_idx, slot)| {
-            worker_idx != self.worker_idx
-                && slot.queue_idx == self.slot.queue_idx
-                && slot.live.load(Ordering::Acquire)
+        self.queue_peers().any(|slot| {
+            slot.listening.load(Ordering::SeqCst)
                 && (slot.counters.in_flight.load(Ordering::Relaxed) as usize) < min_credit
         })
+    }
+
+    /// The other slots serving this slot's queue.
+    fn queue_peers(&self) -> impl Iterator<Item = &'a Slot> + '_ {
+        let (me, queue_idx) = (self.worker_idx, self.slot.queue_idx);
+        let slots: &'a [Slot] = &self.shared.slots;
+        slots
+            .iter()
+            .enumerate()
+            .filter(move |&(i, slot)| i != me && slot.queue_idx == queue_idx)
+            .map(|(_, slot)| slot)
+    }
+
+    /// Publishes whether this driver listens to its queue. A driver that stops listening asks
+    /// the others to look again: one of them may have deferred to it, and somebody must listen
+    /// while work is queued.
+    fn set_listening(&self, listening: bool) {
+        if self.slot.listening.swap(listening, Ordering::SeqCst) && !listening {
+            for peer in self.queue_peers() {
+                peer.reconsider.notify_one();
+            }
+        }
     }
 
     /// This worker's even share of the work of its queue (queued, `in_hand` and in flight on
@@ -362,11 +386,11 @@ impl<'a> Driver<'a> {
         total.div_ceil(self.shard.live.load(Ordering::Acquire).max(1))
     }
 
-    /// Whether this worker holds its share already while another could start work: then it
-    /// leaves the queue to the others, so CPU-bound work spreads (a worker with nothing in
-    /// flight always takes work, so somebody always listens to the queue).
+    /// Whether this worker holds its share already while another that listens could start
+    /// work: then it leaves the queue to that one, so CPU-bound work spreads. (A worker with
+    /// nothing in flight always listens; one that defers is woken when the others stop.)
     fn over_share(&self) -> bool {
-        self.n_in_flight > 0 && self.n_in_flight >= self.share(0) && self.others_hungry()
+        self.n_in_flight > 0 && self.n_in_flight >= self.share(0) && self.others_listening()
     }
 
     /// How many tasks to take now, with `in_hand` popped from the queue: this worker's free
@@ -375,7 +399,7 @@ impl<'a> Driver<'a> {
     fn room(&self, in_hand: usize) -> usize {
         let credit = self.credit().saturating_sub(self.n_in_flight);
         let budget = usize::try_from(self.budget_left()).unwrap_or(usize::MAX);
-        let share = match self.others_hungry() {
+        let share = match self.others_listening() {
             true => self.share(in_hand).saturating_sub(self.n_in_flight),
             false => usize::MAX,
         };

@@ -68,6 +68,10 @@ pub(crate) struct Slot {
     pub(crate) sweep: Notify,
     /// Whether a driver serves this slot now (its worker completed the handshake).
     pub(crate) live: AtomicBool,
+    /// Whether this slot's driver listens to its queue now (see `Driver::set_listening`).
+    pub(crate) listening: AtomicBool,
+    /// Asks a driver that deferred to others to look at its queue again.
+    pub(crate) reconsider: Notify,
 }
 
 impl Shared {
@@ -222,6 +226,8 @@ impl Pool {
                 proc: Mutex::new(None),
                 sweep: Notify::new(),
                 live: AtomicBool::new(false),
+                listening: AtomicBool::new(false),
+                reconsider: Notify::new(),
             })
             .collect();
         let shared = Arc::new(Shared {
@@ -368,8 +374,21 @@ impl Slot {
         *self.proc.lock().unwrap_or_else(PoisonError::into_inner) = Some(Arc::clone(proc));
     }
 
+    /// Marks the slot's driver as gone from its queue, and asks the others to look again.
+    pub(crate) fn stop_listening(&self, shared: &Shared) {
+        if self.listening.swap(false, Ordering::SeqCst) {
+            for peer in shared.slots.iter().filter(|peer| peer.queue_idx == self.queue_idx) {
+                peer.reconsider.notify_one();
+            }
+        }
+    }
+
     /// Marks the slot as served (or not) by a worker that completed its handshake.
     pub(crate) fn set_live(&self, shard: &Shard, live: bool) {
+        if live {
+            // A new driver listens from its first turn; say so now, before it first runs.
+            self.listening.store(true, Ordering::SeqCst);
+        }
         if self.live.swap(live, Ordering::AcqRel) != live {
             match live {
                 true => shard.live.fetch_add(1, Ordering::AcqRel),

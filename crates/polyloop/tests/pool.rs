@@ -414,6 +414,28 @@ async fn spawn_runs_one_task_in_a_fresh_process() -> anyhow::Result<()> {
     Ok(())
 }
 
+#[tokio::test]
+async fn a_short_task_never_waits_behind_long_ones_while_a_worker_has_room() -> anyhow::Result<()> {
+    let pool = Pool::builder().processes(2).build().await?;
+    // One long task per worker: each worker then holds its even share of the queue's work.
+    let long: Vec<_> = (0..2).map(|_| pool.submit(nap, 60_000)).collect();
+    let running = |pool: &Pool| pool.stats().workers.iter().filter(|w| w.in_flight == 1).count();
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while running(&pool) < 2 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await?;
+    for i in 0..20u64 {
+        // Both workers have room; somebody must take this now, not when a long task ends.
+        let short = tokio::time::timeout(Duration::from_secs(20), pool.apply(double, i)).await;
+        assert_eq!(short.expect("the short task waited behind the long ones")?, 2 * i);
+    }
+    drop(long);
+    pool.close().await?;
+    Ok(())
+}
+
 /// A task the worker program does not register: implemented by hand, not with the macro.
 #[derive(Clone, Copy, Debug)]
 struct Unregistered;
