@@ -33,6 +33,9 @@ pub(crate) async fn supervise(shared: Arc<Shared>, worker_idx: usize, first: Con
     let mut next = Some(first);
     let mut backoff = RESTART_BACKOFF;
     loop {
+        if next.is_none() && shard.queue.is_closed_and_empty() {
+            return; // The pool closed while this slot had no worker.
+        }
         let conn = match next.take() {
             Some(conn) => conn,
             None => match connect(&shared.config, worker_idx, |proc| slot.install(proc)).await {
@@ -57,7 +60,14 @@ pub(crate) async fn supervise(shared: Arc<Shared>, worker_idx: usize, first: Con
                             }
                         }
                     }
-                    tokio::time::sleep(backoff).await;
+                    // Back off, but not past the pool's closing.
+                    let closed = shared.closed.notified();
+                    if !shard.queue.is_closed_and_empty() {
+                        tokio::select! {
+                            () = tokio::time::sleep(backoff) => {}
+                            () = closed => {}
+                        }
+                    }
                     backoff = (backoff * 2).min(RESTART_BACKOFF_MAX);
                     continue;
                 }

@@ -46,6 +46,8 @@ pub(crate) struct Shared {
     /// Tasks queued or in flight; `close` waits for zero.
     outstanding: AtomicUsize,
     drained: Notify,
+    /// Fired when `close` has closed the queues, for supervisors backing off a failed start.
+    pub(crate) closed: Notify,
 }
 
 /// One queue and the workers bound to it.
@@ -83,9 +85,9 @@ impl Shared {
 
     /// Counts `n` tasks as resolved (their results were handed over in a batch).
     pub(crate) fn resolved(&self, n: usize) {
-        if self.outstanding.fetch_sub(n, Ordering::AcqRel) == n
-            && self.closing.load(Ordering::Acquire)
-        {
+        // Notified at every zero, closing or not: checking `closing` here as well would leave
+        // a window in which `close` and the last resolution each miss the other's write.
+        if self.outstanding.fetch_sub(n, Ordering::AcqRel) == n {
             self.drained.notify_waiters();
         }
     }
@@ -240,6 +242,7 @@ impl Pool {
             closing: AtomicBool::new(false),
             outstanding: AtomicUsize::new(0),
             drained: Notify::new(),
+            closed: Notify::new(),
         });
         let supervisors = connections
             .into_iter()
@@ -359,12 +362,17 @@ impl Pool {
         for shard in &self.shared.shards {
             shard.queue.close();
         }
+        self.shared.closed.notify_waiters();
         let supervisors =
             std::mem::take(&mut *self.supervisors.lock().unwrap_or_else(PoisonError::into_inner));
+        // Every supervisor is awaited (its workers reaped) before an error is reported.
+        let mut failure = None;
         for supervisor in supervisors {
-            supervisor.await.map_err(|err| PoolError::Io(std::io::Error::other(err)))?;
+            if let Err(err) = supervisor.await {
+                failure.get_or_insert(PoolError::Io(std::io::Error::other(err)));
+            }
         }
-        Ok(())
+        failure.map_or(Ok(()), Err)
     }
 }
 
