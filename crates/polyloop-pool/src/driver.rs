@@ -622,6 +622,18 @@ impl<'a> Driver<'a> {
     }
 }
 
+impl Drop for Driver<'_> {
+    /// A driver dropped with tasks in flight was aborted (the pool was dropped): its tasks are
+    /// resolved here, so that no waiter (a stream keeps its channel open) waits forever.
+    fn drop(&mut self) {
+        for entry in std::mem::take(&mut self.slab).into_iter().flatten() {
+            let name = entry.job.key.name;
+            let err = TaskError::new(Kind::Cancelled, name, "the pool was dropped");
+            self.shared.resolve(entry.job, Err(err));
+        }
+    }
+}
+
 async fn sleep_until_opt(deadline: Option<Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline).await,

@@ -314,6 +314,29 @@ async fn dropping_the_pool_leaves_no_child() -> anyhow::Result<()> {
     Ok(())
 }
 
+#[tokio::test]
+async fn a_stream_outliving_its_pool_ends_instead_of_hanging() -> anyhow::Result<()> {
+    let pool = Pool::builder().processes(2).build().await?;
+    let mut stream = pool.map_unordered(nap, std::iter::repeat_n(60_000, 8));
+    // Submit, and wait until the workers hold the tasks.
+    let first = tokio::time::timeout(Duration::from_millis(1), stream.next()).await;
+    assert!(first.is_err(), "a minute-long nap cannot be done yet");
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while pool.stats().workers.iter().map(|w| w.in_flight).sum::<u64>() < 8 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await?;
+    drop(pool);
+    let mut cancelled = 0;
+    while let Some(result) = tokio::time::timeout(Duration::from_secs(20), stream.next()).await? {
+        assert!(result.expect_err("the pool was dropped").is_cancelled());
+        cancelled += 1;
+    }
+    assert_eq!(cancelled, 8);
+    Ok(())
+}
+
 /// Input 0 naps for a minute; every other input fails at once.
 #[polyloop::task]
 async fn nap_or_fail(i: u64) -> Result<u64, String> {
