@@ -432,8 +432,22 @@ impl<'a> Driver<'a> {
             let _ = self.batch.finish_into(&mut self.out, &conn.limits);
         }
         if !self.out.is_empty() {
-            // A failed write means the worker is gone; the read side sees it and fails its tasks.
-            let _ = conn.writer.write_all(&self.out).await;
+            // A worker whose thread a task blocks stops reading, and a full socket would block
+            // this write past the watchdog's deadline: the write is bounded by it too.
+            let deadline = self.next_deadline();
+            let write = conn.writer.write_all(&self.out);
+            let stuck = match deadline {
+                Some(deadline) => tokio::time::timeout_at(deadline, write).await.is_err(),
+                None => {
+                    // A failed write means the worker is gone; the read side sees it.
+                    let _ = write.await;
+                    false
+                }
+            };
+            if stuck {
+                self.killed_for_timeout = Some(Instant::now());
+                conn.proc.kill();
+            }
             self.out.clear();
         }
     }

@@ -460,6 +460,51 @@ async fn a_short_task_never_waits_behind_long_ones_while_a_worker_has_room() -> 
     Ok(())
 }
 
+/// Creates the file `path`, then holds its thread for a minute.
+#[polyloop::task]
+async fn signal_then_block(path: String) {
+    std::fs::write(&path, b"").expect("the test's temp dir is writable");
+    let until = std::time::Instant::now() + Duration::from_secs(60);
+    while std::time::Instant::now() < until {
+        std::hint::spin_loop();
+    }
+}
+
+/// Takes a large input and does nothing with it.
+#[polyloop::task]
+async fn swallow(bytes: Vec<u8>) -> usize {
+    bytes.len()
+}
+
+#[tokio::test]
+async fn a_blocked_worker_times_out_even_when_its_socket_is_full() -> anyhow::Result<()> {
+    let pool =
+        Pool::builder().processes(1).task_timeout(Duration::from_millis(300)).build().await?;
+    // The worker's only thread spins for a minute: it stops reading its socket...
+    let flag = std::env::temp_dir().join(format!("polyloop-blocked-{}", std::process::id()));
+    let _ = std::fs::remove_file(&flag);
+    let stuck = pool.submit(signal_then_block, flag.display().to_string());
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while !flag.exists() {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await?;
+    std::fs::remove_file(&flag)?;
+    // ...which these large inputs then fill, so the driver's write cannot complete.
+    let big: Vec<_> = (0..24).map(|_| pool.submit(swallow, vec![7u8; 2 << 20])).collect();
+    let err = tokio::time::timeout(Duration::from_secs(30), stuck).await?.expect_err("timeout");
+    assert!(err.is_timeout(), "{err}");
+    for handle in big {
+        // Lost with the killed worker, or run by its replacement.
+        if let Err(err) = tokio::time::timeout(Duration::from_secs(30), handle).await? {
+            assert!(err.is_worker_lost() || err.is_timeout(), "{err}");
+        }
+    }
+    pool.close().await?;
+    Ok(())
+}
+
 /// A task the worker program does not register: implemented by hand, not with the macro.
 #[derive(Clone, Copy, Debug)]
 struct Unregistered;
