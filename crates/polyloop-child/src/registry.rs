@@ -60,14 +60,18 @@ impl<T: Task, F: Future<Output = Result<T::Output, RemoteError>> + Send> Running
 
     fn encoded_len(&self) -> Result<usize, String> {
         let output = self.output.as_ref().ok_or("the task has no output yet")?;
-        postcard::experimental::serialized_size(output).map_err(|err| {
-            polyloop_wire::serialize_failure(output).unwrap_or_else(|| err.to_string())
+        unwind_to_err(|| {
+            postcard::experimental::serialized_size(output).map_err(|err| {
+                polyloop_wire::serialize_failure(output).unwrap_or_else(|| err.to_string())
+            })
         })
     }
 
     fn encode_into(&self, out: &mut Vec<u8>) -> Result<(), String> {
         let output = self.output.as_ref().ok_or("the task has no output yet")?;
-        postcard::to_extend(output, Append(out)).map(drop).map_err(|err| err.to_string())
+        unwind_to_err(|| {
+            postcard::to_extend(output, Append(out)).map(drop).map_err(|err| err.to_string())
+        })
     }
 }
 
@@ -125,7 +129,24 @@ impl fmt::Debug for TaskEntry {
     }
 }
 
+/// Runs user serde code, turning a panic in it into an error: a task's `Serialize` or
+/// `Deserialize` panicking must fail that task, not the worker (or the reader's lock).
+fn unwind_to_err<R>(f: impl FnOnce() -> Result<R, String>) -> Result<R, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|payload| {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic with a non-string payload".to_owned());
+        Err(format!("it panicked: {message}"))
+    })
+}
+
 fn run_task<T: Task>(input: &[u8]) -> Result<TaskFuture, String> {
+    unwind_to_err(|| start_task::<T>(input))
+}
+
+fn start_task<T: Task>(input: &[u8]) -> Result<TaskFuture, String> {
     let input = match postcard::take_from_bytes::<T::Input>(input) {
         Ok((input, [])) => input,
         Ok((_, rest)) => {

@@ -106,9 +106,15 @@ pub(crate) fn decode<O: DeserializeOwned + Send + 'static>(
     decode_as::<O>(task, bytes).map(|output| Output::Decoded(Box::new(output)))
 }
 
-/// Decodes an output of type `O`, which must use every byte.
+/// Decodes an output of type `O`, which must use every byte. A panic in the type's own
+/// `Deserialize` fails the task (it may run on a driver, which must not die of it).
 fn decode_as<O: DeserializeOwned>(task: &'static str, bytes: &[u8]) -> Result<O, TaskError> {
-    match postcard::take_from_bytes::<O>(bytes) {
+    let decoded = std::panic::catch_unwind(|| postcard::take_from_bytes::<O>(bytes));
+    let Ok(decoded) = decoded else {
+        let msg = "output failed to deserialize: its Deserialize panicked";
+        return Err(TaskError::new(Kind::Serialization, task, msg));
+    };
+    match decoded {
         Ok((output, [])) => Ok(output),
         Ok((_, rest)) => {
             let msg = format!(

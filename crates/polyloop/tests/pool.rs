@@ -505,6 +505,52 @@ async fn a_blocked_worker_times_out_even_when_its_socket_is_full() -> anyhow::Re
     Ok(())
 }
 
+/// A value whose own serde code panics: on serialize for 13, on deserialize for 14 (with
+/// padding, so it is decoded by the driver rather than inline).
+#[derive(Debug)]
+struct Touchy(u64);
+
+impl serde::Serialize for Touchy {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        assert_ne!(self.0, 13, "touchy refuses to serialize 13");
+        serde::Serialize::serialize(&(self.0, [u64::MAX; 4]), serializer)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Touchy {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let (value, _pad): (u64, [u64; 4]) = serde::Deserialize::deserialize(deserializer)?;
+        assert_ne!(value, 14, "touchy refuses to deserialize 14");
+        Ok(Touchy(value))
+    }
+}
+
+#[polyloop::task]
+async fn touchy(value: u64, wait: bool) -> Touchy {
+    if wait {
+        tokio::task::yield_now().await; // finish on a later poll: the spawned path
+    }
+    Touchy(value)
+}
+
+#[tokio::test]
+async fn panicking_serde_code_fails_its_task_only() -> anyhow::Result<()> {
+    let pool = Pool::builder().processes(1).build().await?;
+    let pid = pool.stats().workers[0].pid;
+    for wait in [false, true] {
+        let call = pool.apply(touchy, (13, wait));
+        let err = tokio::time::timeout(Duration::from_secs(20), call).await?.expect_err("13");
+        assert!(err.is_serialization() && err.message().contains("panicked"), "{err}");
+        let call = pool.apply(touchy, (14, wait));
+        let err = tokio::time::timeout(Duration::from_secs(20), call).await?.expect_err("14");
+        assert!(err.is_serialization() && err.message().contains("panicked"), "{err}");
+        assert_eq!(pool.apply(touchy, (15, wait)).await?.0, 15);
+    }
+    assert_eq!(pool.stats().workers[0].pid, pid, "the worker lived through it");
+    pool.close().await?;
+    Ok(())
+}
+
 /// A task the worker program does not register: implemented by hand, not with the macro.
 #[derive(Clone, Copy, Debug)]
 struct Unregistered;
