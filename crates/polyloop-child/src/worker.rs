@@ -291,9 +291,13 @@ async fn run_one(
         None => Some((&mut caught).await),
     };
     let mut state = shared.lock();
-    if state.running.remove(&slot).is_none() {
-        return; // Cancelled meanwhile; the canceller reported it.
+    // Only if the slot is still ours: once cancelled (the canceller reported it), the parent
+    // may already have reused the slot for another task.
+    let ours = state.running.get(&slot).is_some_and(|handle| handle.id() == tokio::task::id());
+    if !ours {
+        return;
     }
+    state.running.remove(&slot);
     match result {
         None => shared.push_locked(&mut state, slot, &Outcome::TimedOut),
         Some(result) => {

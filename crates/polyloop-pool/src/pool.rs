@@ -298,7 +298,9 @@ impl Pool {
         I: IntoIterator<Item = T::Input>,
     {
         let mut stream = self.map_stream(task, inputs).fail_fast();
-        let mut outputs = Vec::with_capacity(stream.size_hint_lower());
+        // Sized by the input's hint, but never beyond what the window lets through at once.
+        let mut outputs =
+            Vec::with_capacity(stream.size_hint_lower().min(stream.window() as usize));
         while let Some(result) =
             std::future::poll_fn(|cx| Pin::new(&mut stream).poll_next_item(cx)).await
         {

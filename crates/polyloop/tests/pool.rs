@@ -84,6 +84,30 @@ async fn map_returns_every_output_in_order() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Ten inputs behind a size hint that claims (wrongly, which iterators may) to be huge.
+struct Boastful(u64);
+
+impl Iterator for Boastful {
+    type Item = u64;
+    fn next(&mut self) -> Option<u64> {
+        (self.0 < 10).then(|| {
+            self.0 += 1;
+            self.0
+        })
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (usize::MAX / 2, None)
+    }
+}
+
+#[tokio::test]
+async fn map_does_not_trust_a_size_hint() -> anyhow::Result<()> {
+    let pool = Pool::builder().processes(1).build().await?;
+    assert_eq!(pool.map(double, Boastful(0)).await?, (1..=10).map(|i| 2 * i).collect::<Vec<_>>());
+    pool.close().await?;
+    Ok(())
+}
+
 #[tokio::test]
 async fn apply_with_several_arguments_and_unique_submit_ids() -> anyhow::Result<()> {
     let pool = Pool::builder().processes(2).build().await?;
