@@ -6,19 +6,10 @@
 use std::process::{Command, ExitCode};
 
 pub(crate) fn run(args: &[String]) -> anyhow::Result<ExitCode> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let status = Command::new(cargo)
-        .args([
-            "run",
-            "--quiet",
-            "--release",
-            "--package",
-            "polyloop-tests-integration",
-            "--bin",
-            "chaos",
-            "--",
-        ])
-        .args(args)
-        .status()?;
-    Ok(if status.success() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    let mut command = Command::new(crate::cargo());
+    command
+        .args(["run", "--quiet", "--release", "--package", "polyloop-tests-integration"])
+        .args(["--bin", "chaos", "--"])
+        .args(args);
+    crate::run_status(&mut command)
 }

@@ -8,7 +8,7 @@ mod bench;
 mod chaos;
 mod json;
 
-use std::process::ExitCode;
+use std::process::{Command, ExitCode};
 
 const USAGE: &str = "\
 usage: cargo xtask <command>
@@ -19,6 +19,12 @@ commands:
       target/bench/results.json, target/bench/results.md and target/bench/sweep.svg
       --quick           short run that proves the harness works (CI); not for judging speed
       --compare-python  also run the same workloads on Python's aiomultiprocess, if installed
+  it [ARGS...]
+      the integration runs: the tests that start real worker processes (the facade's, the
+      misbehaving-peer, fault and parent-death tests, and the crawler's), ARGS passed to cargo test
+  ci
+      the local CI gate, .ci/run: fmt, clippy, doc, the README's test command, chaos and bench
+      in their quick modes
   chaos [--quick] [--tasks N] [--processes N] [--kill-every-ms N]
       map a large mix of tasks (sleeps, CPU, 1% panics) while SIGKILLing a random worker every
       50 ms; prints one table and fails if a task was lost or hung or a process was left behind";
@@ -33,6 +39,22 @@ fn main() -> ExitCode {
     }
 }
 
+/// The cargo that runs xtask, so the same toolchain builds everything.
+fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
+}
+
+/// The workspace root: xtask's manifest directory's parent.
+fn workspace_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Into::into).unwrap_or_default()
+}
+
+/// Runs a command to completion; its exit status becomes ours.
+fn run_status(command: &mut Command) -> anyhow::Result<ExitCode> {
+    let status = command.status()?;
+    Ok(if status.success() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
 fn run() -> anyhow::Result<ExitCode> {
     let mut args = std::env::args().skip(1);
     let command = args.next();
@@ -40,6 +62,12 @@ fn run() -> anyhow::Result<ExitCode> {
     match command.as_deref() {
         Some("bench") => bench::run(bench::Config::from_args(&rest)?),
         Some("chaos") => chaos::run(&rest),
+        Some("it") => run_status(
+            Command::new(cargo())
+                .args(["test", "-p", "polyloop", "-p", "polyloop-tests-integration", "-p", "crawl"])
+                .args(&rest),
+        ),
+        Some("ci") => run_status(Command::new("bash").arg(".ci/run").current_dir(workspace_root())),
         Some("help" | "-h" | "--help") => {
             println!("{USAGE}");
             Ok(ExitCode::SUCCESS)
