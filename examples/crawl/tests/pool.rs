@@ -13,7 +13,7 @@ use polyloop::Pool;
 /// Only the slow page (30 s) may time out, however busy the machine.
 fn client() -> ClientConfig {
     ClientConfig {
-        timeout: Duration::from_secs(3),
+        timeout: Duration::from_secs(10),
         dns: DnsMode::LoopbackOnly,
         ..ClientConfig::default()
     }
