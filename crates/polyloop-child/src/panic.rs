@@ -66,7 +66,7 @@ impl<F: Future + Unpin> Future for CatchUnwind<F> {
     }
 }
 
-fn panic_message(payload: &(dyn Any + Send), location: Option<String>) -> String {
+pub(crate) fn panic_message(payload: &(dyn Any + Send), location: Option<String>) -> String {
     let message = if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_owned()
     } else if let Some(s) = payload.downcast_ref::<String>() {

@@ -133,12 +133,7 @@ impl fmt::Debug for TaskEntry {
 /// `Deserialize` panicking must fail that task, not the worker (or the reader's lock).
 fn unwind_to_err<R>(f: impl FnOnce() -> Result<R, String>) -> Result<R, String> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|payload| {
-        let message = payload
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_owned())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "a panic with a non-string payload".to_owned());
-        Err(format!("it panicked: {message}"))
+        Err(format!("it panicked: {}", crate::panic::panic_message(&*payload, None)))
     })
 }
 

@@ -159,32 +159,26 @@ impl ser::SerializeMap for Sink {
     }
 }
 
-impl ser::SerializeStruct for Sink {
-    type Ok = ();
-    type Error = Reason;
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        _: &'static str,
-        value: &T,
-    ) -> Result<(), Reason> {
-        value.serialize(Sink)
-    }
-    fn end(self) -> Result<(), Reason> {
-        Ok(())
-    }
+macro_rules! named_fields {
+    ($($trait:ident;)*) => {$(
+        impl ser::$trait for Sink {
+            type Ok = ();
+            type Error = Reason;
+            fn serialize_field<T: Serialize + ?Sized>(
+                &mut self,
+                _: &'static str,
+                value: &T,
+            ) -> Result<(), Reason> {
+                value.serialize(Sink)
+            }
+            fn end(self) -> Result<(), Reason> {
+                Ok(())
+            }
+        }
+    )*};
 }
 
-impl ser::SerializeStructVariant for Sink {
-    type Ok = ();
-    type Error = Reason;
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        _: &'static str,
-        value: &T,
-    ) -> Result<(), Reason> {
-        value.serialize(Sink)
-    }
-    fn end(self) -> Result<(), Reason> {
-        Ok(())
-    }
+named_fields! {
+    SerializeStruct;
+    SerializeStructVariant;
 }
