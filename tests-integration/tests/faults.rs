@@ -161,6 +161,65 @@ async fn picky_out(value: u64) -> Picky {
     Picky(value)
 }
 
+/// A linked list: a node decodes as a struct (one level of nesting) holding an `Option` (one
+/// more), so a list of `links` links nests `2 * links + 1` levels deep.
+///
+/// It is built, written and dropped without recursion, so that only decoding it recurses: postcard
+/// writes `Some(x)` as `01` then `x`, `None` as `00`, and a struct as its fields, so the list is the
+/// bytes `01` (once per link) then `00`, which it writes as a flat tuple of bytes.
+#[derive(Debug, Deserialize)]
+struct Node {
+    next: Option<Box<Node>>,
+}
+
+impl Node {
+    fn with_links(links: usize) -> Node {
+        let mut head = Node { next: None };
+        for _ in 0..links {
+            head = Node { next: Some(Box::new(head)) };
+        }
+        head
+    }
+
+    fn links(&self) -> usize {
+        std::iter::successors(self.next.as_deref(), |node| node.next.as_deref()).count()
+    }
+}
+
+impl Serialize for Node {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeTuple as _;
+        let links = self.links();
+        let mut tuple = serializer.serialize_tuple(links + 1)?;
+        for _ in 0..links {
+            tuple.serialize_element(&1u8)?;
+        }
+        tuple.serialize_element(&0u8)?;
+        tuple.end()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let mut next = self.next.take();
+        while let Some(mut node) = next {
+            next = node.next.take();
+        }
+    }
+}
+
+/// Takes a list and says how long it was.
+#[polyloop::task]
+async fn deep_in(list: Node) -> u64 {
+    list.links() as u64
+}
+
+/// Returns a list of `links` links.
+#[polyloop::task]
+async fn deep_out(links: u64) -> Node {
+    Node::with_links(links as usize)
+}
+
 // ---------------------------------------------------------------------------------------------
 // Helpers.
 
@@ -780,6 +839,57 @@ async fn serialization_failures_carry_the_value_s_own_reason() -> anyhow::Result
         let err = result.expect_err("a picky value fails its task");
         assert!(err.message().contains(reason), "{err}");
     }
+    within(PATIENCE, "close", pool.close()).await?;
+    Ok(())
+}
+
+/// A value nested deeper than the limit fails its own task with an error naming the limit, in
+/// either direction: decoding it must not overflow a stack, which would abort the parent (for an
+/// output) or kill the worker, and every retry's worker after it (for an input).
+#[tokio::test]
+async fn values_nested_past_the_limit_fail_their_task_and_nothing_else() -> anyhow::Result<()> {
+    let _serial = SERIAL.lock().await;
+    let pool = Pool::builder().processes(1).retries(2).build().await?;
+    let pid = within(PATIENCE, "whoami", pool.apply(whoami, 0)).await?;
+
+    // The default limit, 128 levels, takes 63 links (127 levels) and refuses 64 (129).
+    assert_eq!(
+        within(PATIENCE, "63 links in", pool.apply(deep_in, Node::with_links(63))).await?,
+        63
+    );
+    assert_eq!(within(PATIENCE, "63 links out", pool.apply(deep_out, 63)).await?.links(), 63);
+    let cases = [
+        (
+            "input",
+            within(PATIENCE, "64 in", pool.apply(deep_in, Node::with_links(64))).await.map(drop),
+        ),
+        ("output", within(PATIENCE, "64 out", pool.apply(deep_out, 64)).await.map(drop)),
+        // Deep enough to overflow any thread's stack without the limit.
+        ("input", {
+            let list = Node::with_links(1_000_000);
+            within(PATIENCE, "a million in", pool.apply(deep_in, list)).await.map(drop)
+        }),
+        ("output", within(PATIENCE, "50,000 out", pool.apply(deep_out, 50_000)).await.map(drop)),
+    ];
+    for (side, result) in cases {
+        let err = result.expect_err("too deep a value fails its task");
+        assert!(err.is_serialization(), "{side}: {err}");
+        assert!(err.message().contains(side), "{side}: {err}");
+        assert!(err.message().contains("limit of 128 levels"), "{side}: {err}");
+    }
+    // The worker decoded nothing past the limit, so it never died and no retry ran.
+    assert_eq!(within(PATIENCE, "whoami", pool.apply(whoami, 0)).await?, pid, "same worker");
+    assert_eq!(pool.stats().workers[0].restarts, 0);
+    within(PATIENCE, "close", pool.close()).await?;
+
+    // The limit is the pool's, on both sides.
+    let pool = Pool::builder().processes(1).max_nesting(1001).build().await?;
+    assert_eq!(within(PATIENCE, "500 in", pool.apply(deep_in, Node::with_links(500))).await?, 500);
+    assert_eq!(within(PATIENCE, "500 out", pool.apply(deep_out, 500)).await?.links(), 500);
+    let err = within(PATIENCE, "501 in", pool.apply(deep_in, Node::with_links(501))).await;
+    assert!(err.expect_err("past the limit").message().contains("limit of 1001 levels"));
+    let err = within(PATIENCE, "501 out", pool.apply(deep_out, 501)).await;
+    assert!(err.expect_err("past the limit").message().contains("limit of 1001 levels"));
     within(PATIENCE, "close", pool.close()).await?;
     Ok(())
 }

@@ -5,7 +5,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use polyloop_wire::{Outcome, RemoteError, Task, TaskInfo};
+use polyloop_wire::{DecodeError, Outcome, RemoteError, Task, TaskInfo};
 
 /// Every task linked into this program; `#[polyloop::task]` adds to it.
 #[linkme::distributed_slice]
@@ -84,8 +84,10 @@ impl Extend<u8> for Append<'_> {
     }
 }
 
-/// Decodes a task's input and starts it; an `Err` names why the input could not be decoded.
-pub type RunFn = fn(&[u8]) -> Result<TaskFuture, String>;
+/// Decodes a task's input, refusing one that nests deeper than the limit given (the parent's
+/// [`WorkerConfig::max_nesting`](polyloop_wire::WorkerConfig::max_nesting)), and starts it;
+/// an `Err` names why the input could not be decoded.
+pub type RunFn = fn(&[u8], u32) -> Result<TaskFuture, String>;
 
 /// Why a task failed in a way the worker can report, other than a panic or a timeout.
 #[derive(Debug)]
@@ -137,18 +139,20 @@ fn unwind_to_err<R>(f: impl FnOnce() -> Result<R, String>) -> Result<R, String> 
     })
 }
 
-fn run_task<T: Task>(input: &[u8]) -> Result<TaskFuture, String> {
-    unwind_to_err(|| start_task::<T>(input))
+fn run_task<T: Task>(input: &[u8], max_nesting: u32) -> Result<TaskFuture, String> {
+    unwind_to_err(|| start_task::<T>(input, max_nesting))
 }
 
-fn start_task<T: Task>(input: &[u8]) -> Result<TaskFuture, String> {
-    let input = match postcard::take_from_bytes::<T::Input>(input) {
-        Ok((input, [])) => input,
-        Ok((_, rest)) => {
+fn start_task<T: Task>(input: &[u8], max_nesting: u32) -> Result<TaskFuture, String> {
+    let input = match polyloop_wire::decode_value::<T::Input>(input, max_nesting) {
+        Ok(input) => input,
+        Err(err @ DecodeError::Trailing { .. }) => {
+            return Err(format!("input of task `{}` has {err}", T::NAME));
+        }
+        Err(err @ DecodeError::TooDeep { .. }) => {
             return Err(format!(
-                "input of task `{}` has {} trailing bytes (parent and worker disagree on its type)",
-                T::NAME,
-                rest.len()
+                "input of task `{}` failed to deserialize: {err} (the pool's max_nesting)",
+                T::NAME
             ));
         }
         Err(err) => {

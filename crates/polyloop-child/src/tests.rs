@@ -166,6 +166,7 @@ fn welcome(concurrency: u32, timeout_ms: Option<u64>) -> ToChild<'static> {
             task_timeout_ms: timeout_ms,
             max_frame_len: limits.max_frame_len,
             max_batch_len: limits.max_batch_len,
+            max_nesting: polyloop_wire::DEFAULT_MAX_NESTING,
         },
         initializer: None,
     })

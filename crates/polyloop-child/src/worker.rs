@@ -137,7 +137,7 @@ where
     frames.set_limits(limits);
 
     let init_error = match &welcome.initializer {
-        Some(init) => run_initializer(&registry, init).await.err(),
+        Some(init) => run_initializer(&registry, init, config.max_nesting).await.err(),
         None => None,
     };
     let mut out = Vec::new();
@@ -175,7 +175,8 @@ where
                     for task in tasks {
                         let started = match registry.entry(task.task) {
                             None => Err(Outcome::UnknownTask(task.task)),
-                            Some(entry) => (entry.run)(task.input).map_err(Outcome::Serialization),
+                            Some(entry) => (entry.run)(task.input, config.max_nesting)
+                                .map_err(Outcome::Serialization),
                         };
                         let future = match started {
                             Ok(future) => future,
@@ -249,6 +250,7 @@ where
 async fn run_initializer(
     registry: &Registry,
     init: &polyloop_wire::InitTask,
+    max_nesting: u32,
 ) -> Result<(), RemoteError> {
     let entry = registry.find(&init.name).ok_or_else(|| RemoteError {
         message: format!("the initializer task `{}` is not registered in this worker", init.name),
@@ -260,7 +262,8 @@ async fn run_initializer(
             init.name
         )));
     }
-    let future = (entry.run)(&init.input).map_err(|msg| RemoteError::from_display(&msg))?;
+    let future =
+        (entry.run)(&init.input, max_nesting).map_err(|msg| RemoteError::from_display(&msg))?;
     match CatchUnwind::new(future).await {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(failure)) => Err(match failure {

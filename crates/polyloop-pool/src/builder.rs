@@ -47,6 +47,7 @@ pub(crate) struct Config {
     pub(crate) program: Option<WorkerProgram>,
     pub(crate) handshake_timeout: Duration,
     pub(crate) busy_poll: Duration,
+    pub(crate) max_nesting: u32,
 }
 
 /// The most tasks the adaptive prefetch lets a worker hold beyond its concurrency.
@@ -91,6 +92,7 @@ impl Default for PoolBuilder {
                 program: None,
                 handshake_timeout: Duration::from_secs(30),
                 busy_poll: Duration::ZERO,
+                max_nesting: polyloop_wire::DEFAULT_MAX_NESTING,
             },
             scheduler: Box::new(RoundRobin::default()),
             init_error: None,
@@ -221,6 +223,27 @@ impl PoolBuilder {
     /// (default 30 s).
     pub fn handshake_timeout(mut self, timeout: std::time::Duration) -> Self {
         self.config.handshake_timeout = timeout;
+        self
+    }
+
+    /// How deeply a task's input or output may nest, in levels of sequences, structs, enums and
+    /// the like (default [`DEFAULT_MAX_NESTING`](polyloop_wire::DEFAULT_MAX_NESTING), 128).
+    ///
+    /// serde decodes by recursion, so a value nested thousands of levels deep (a linked list
+    /// of `Box`ed enum values, say) would overflow the stack of the thread decoding it, which
+    /// aborts the process. Both sides refuse such a value instead: the task fails with an
+    /// [`is_serialization()`](crate::TaskError::is_serialization) error that names the limit,
+    /// and the pool and its workers carry on. The worker enforces the same limit on inputs.
+    /// Raise it for data that really nests deeper, minding the stack (about 1.5 KiB per level
+    /// in a debug build) of the threads that decode: tokio's are 2 MiB by default.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), polyloop_pool::PoolError> {
+    /// let pool = polyloop_pool::Pool::builder().max_nesting(512).build().await?;
+    /// # drop(pool); Ok(()) }
+    /// ```
+    pub fn max_nesting(mut self, levels: u32) -> Self {
+        self.config.max_nesting = levels;
         self
     }
 

@@ -80,6 +80,7 @@ pub(crate) async fn connect(
                 task_timeout_ms: config.task_timeout.map(|t| t.as_millis().max(1) as u64),
                 max_frame_len: limits.max_frame_len,
                 max_batch_len: limits.max_batch_len,
+                max_nesting: config.max_nesting,
             },
             initializer: config.initializer.clone(),
         });

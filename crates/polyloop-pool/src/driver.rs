@@ -493,7 +493,9 @@ impl<'a> Driver<'a> {
             Outcome::Ok(bytes) if SmallBytes::fits_inline(bytes.len()) => {
                 Ok(Output::Encoded(SmallBytes::copy_from(bytes)))
             }
-            Outcome::Ok(bytes) => (in_flight.job.key.decode)(task, bytes),
+            Outcome::Ok(bytes) => {
+                (in_flight.job.key.decode)(task, bytes, self.shared.config.max_nesting)
+            }
             Outcome::Failed(remote) => Err(TaskError::failed(task, remote)),
             Outcome::Panicked(msg) => Err(TaskError::new(Kind::Panic, task, msg)),
             Outcome::TimedOut => {

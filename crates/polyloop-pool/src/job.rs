@@ -4,6 +4,7 @@ use std::any::Any;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use polyloop_wire::DecodeError;
 use serde::de::DeserializeOwned;
 use tokio::sync::{mpsc, oneshot};
 
@@ -88,8 +89,8 @@ pub(crate) struct StreamResult {
 pub(crate) struct TaskKey {
     pub(crate) name: &'static str,
     pub(crate) fingerprint: u64,
-    /// Decodes the task's output from the frame it arrived in.
-    pub(crate) decode: fn(&'static str, &[u8]) -> RawResult,
+    /// Decodes the task's output from the frame it arrived in, with this nesting limit.
+    pub(crate) decode: fn(&'static str, &[u8], u32) -> RawResult,
 }
 
 impl std::fmt::Debug for TaskKey {
@@ -102,41 +103,42 @@ impl std::fmt::Debug for TaskKey {
 pub(crate) fn decode<O: DeserializeOwned + Send + 'static>(
     task: &'static str,
     bytes: &[u8],
+    max_nesting: u32,
 ) -> RawResult {
-    decode_as::<O>(task, bytes).map(|output| Output::Decoded(Box::new(output)))
+    decode_as::<O>(task, bytes, max_nesting).map(|output| Output::Decoded(Box::new(output)))
 }
 
-/// Decodes an output of type `O`, which must use every byte. A panic in the type's own
-/// `Deserialize` fails the task (it may run on a driver, which must not die of it).
-fn decode_as<O: DeserializeOwned>(task: &'static str, bytes: &[u8]) -> Result<O, TaskError> {
-    let decoded = std::panic::catch_unwind(|| postcard::take_from_bytes::<O>(bytes));
-    let Ok(decoded) = decoded else {
-        let msg = "output failed to deserialize: its Deserialize panicked";
-        return Err(TaskError::new(Kind::Serialization, task, msg));
+/// Decodes an output of type `O`, which must use every byte and nest at most `max_nesting`
+/// levels (a deeper one would overflow the stack of the thread decoding it). A panic in the
+/// type's own `Deserialize` fails the task (it may run on a driver, which must not die of it).
+fn decode_as<O: DeserializeOwned>(
+    task: &'static str,
+    bytes: &[u8],
+    max_nesting: u32,
+) -> Result<O, TaskError> {
+    let decoded = std::panic::catch_unwind(|| polyloop_wire::decode_value::<O>(bytes, max_nesting));
+    let msg = match decoded {
+        Ok(Ok(output)) => return Ok(output),
+        Ok(Err(err @ DecodeError::TooDeep { .. })) => {
+            format!("output failed to deserialize: {err} (raise it with PoolBuilder::max_nesting)")
+        }
+        Ok(Err(err @ DecodeError::Trailing { .. })) => {
+            format!("output has {err}")
+        }
+        Ok(Err(err)) => format!("output failed to deserialize: {err}"),
+        Err(_) => "output failed to deserialize: its Deserialize panicked".to_owned(),
     };
-    match decoded {
-        Ok((output, [])) => Ok(output),
-        Ok((_, rest)) => {
-            let msg = format!(
-                "output has {} trailing bytes (parent and worker disagree on its type)",
-                rest.len()
-            );
-            Err(TaskError::new(Kind::Serialization, task, msg))
-        }
-        Err(err) => {
-            let msg = format!("output failed to deserialize: {err}");
-            Err(TaskError::new(Kind::Serialization, task, msg))
-        }
-    }
+    Err(TaskError::new(Kind::Serialization, task, msg))
 }
 
 /// The output as the type its waiter expects.
 pub(crate) fn take<O: DeserializeOwned + 'static>(
     task: &'static str,
     result: RawResult,
+    max_nesting: u32,
 ) -> Result<O, TaskError> {
     match result? {
-        Output::Encoded(bytes) => decode_as::<O>(task, &bytes),
+        Output::Encoded(bytes) => decode_as::<O>(task, &bytes, max_nesting),
         Output::Decoded(output) => output.downcast::<O>().map(|output| *output).map_err(|_| {
             TaskError::new(
                 Kind::Serialization,

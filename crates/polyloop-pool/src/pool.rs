@@ -471,7 +471,7 @@ impl<O: serde::de::DeserializeOwned + 'static> Future for TaskHandle<O> {
             }
         };
         self.done = true;
-        Poll::Ready(take(self.task, raw))
+        Poll::Ready(take(self.task, raw, self.shared.config.max_nesting))
     }
 }
 

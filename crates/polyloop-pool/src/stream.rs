@@ -255,7 +255,7 @@ impl<T: Task, S: InputSource<T::Input>> MapStream<T, S> {
                 && let Some(Some(result)) = this.ready.pop_front()
             {
                 this.yielded += 1;
-                return Poll::Ready(Some(take(T::NAME, result)));
+                return Poll::Ready(Some(take(T::NAME, result, this.shared.config.max_nesting)));
             }
             if this.exhausted && this.submitted == this.yielded {
                 return Poll::Ready(None);

@@ -15,6 +15,9 @@
 //!   [`TaskBatch`] and [`ResultBatch`] build without an allocation per item.
 //! * [`Task`] is the schema of one task: its stable name, its serde input and output types and a
 //!   [fingerprint](Task::fingerprint) of them, so a worker binary built from other code is refused.
+//! * [`decode_value`] decodes a postcard value from a peer, such as a task's input or output,
+//!   with a nesting limit ([`DEFAULT_MAX_NESTING`]), so a deeply nested value is a
+//!   [`DecodeError`] instead of a stack overflow that aborts the process.
 //!
 //! The byte-level layout is documented in `docs/PROTOCOL.md`.
 //!
@@ -38,6 +41,7 @@
 mod batch;
 mod bootstrap;
 mod buffer;
+mod depth;
 mod error;
 mod frame;
 mod message;
@@ -48,6 +52,7 @@ mod varint;
 pub use batch::{Batch, BatchKind, ResultBatch, Results, TaskBatch, Tasks};
 pub use bootstrap::{ENV_PARENT_PID, ENV_WORKER_FD};
 pub use buffer::FrameBuffer;
+pub use depth::{DEFAULT_MAX_NESTING, DecodeError, decode_value};
 pub use error::WireError;
 pub use frame::{
     FRAME_HEADER_LEN, Limits, decode_to_child, decode_to_parent, encode_frame,

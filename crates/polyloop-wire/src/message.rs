@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 /// The protocol version this build speaks. Bumped on every change of a message layout.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// A message from the parent (the pool) to a child (a worker).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,6 +51,8 @@ pub struct WorkerConfig {
     pub max_frame_len: u32,
     /// The most items in one batch.
     pub max_batch_len: u32,
+    /// How deeply a task's input may nest (see [`decode_value`](crate::decode_value)).
+    pub max_nesting: u32,
 }
 
 /// The tokio runtime a worker runs its tasks on.

@@ -12,6 +12,7 @@ fn welcome() -> ToChild<'static> {
             task_timeout_ms: Some(1500),
             max_frame_len: 1 << 20,
             max_batch_len: 512,
+            max_nesting: crate::DEFAULT_MAX_NESTING,
         },
         initializer: Some(InitTask { name: "x::init".into(), fingerprint: 9, input: vec![1, 2] }),
     })
