@@ -188,9 +188,31 @@ async fn oversized_header_is_not_allocated() {
 }
 
 #[tokio::test]
-async fn result_for_an_unknown_slot_loses_the_worker() {
+async fn result_for_an_unknown_id_loses_the_worker() {
     let (err, pid) = task_error("bad-slot").await;
     assert_killed_for(&err, pid, "a result for a task it does not hold");
+}
+
+/// A late or repeated result names a task that is no longer in flight, never another task: ids
+/// are not reused, so the task sent after it cannot be resolved with its value.
+#[tokio::test]
+async fn a_stale_result_never_resolves_another_task() {
+    let pool =
+        bounded("build()", fake_pool("stale").build()).await.expect("the handshake is valid");
+    let pid = pool.stats().workers[0].pid;
+    assert_eq!(bounded("the first task", pool.apply(double, 21)).await.expect("answered"), 42);
+    let err = bounded("the second task", pool.apply(double, 50)).await;
+    let err = err.expect_err("the first task's answer resolved the second");
+    assert_killed_for(&err, pid, "a result for a task it does not hold");
+    drop(pool);
+
+    // Retried, the task runs as the first task of a fresh worker, which answers it right.
+    let pool = fake_pool("stale").retries(1).build();
+    let pool = bounded("build()", pool).await.expect("the handshake is valid");
+    assert_eq!(bounded("the first task", pool.apply(double, 21)).await.expect("answered"), 42);
+    assert_eq!(bounded("the retried task", pool.apply(double, 50)).await.expect("retried"), 100);
+    assert_eq!(pool.stats().workers[0].restarts, 1);
+    drop(pool);
 }
 
 #[tokio::test]

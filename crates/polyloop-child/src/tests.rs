@@ -107,24 +107,24 @@ impl Parent {
         self.io.write_all(&out).await.unwrap();
     }
 
-    async fn send_tasks(&mut self, tasks: &[(u32, u32, Vec<u8>)]) {
+    async fn send_tasks(&mut self, tasks: &[(u64, u32, Vec<u8>)]) {
         let mut batch = TaskBatch::default();
-        for (slot, task, input) in tasks {
-            batch.push(*slot, *task, input);
+        for (id, task, input) in tasks {
+            batch.push(*id, *task, input);
         }
         let mut out = Vec::new();
         batch.finish_into(&mut out, &Limits::default()).unwrap();
         self.io.write_all(&out).await.unwrap();
     }
 
-    /// The next message, decoded into owned results: (slot, outcome as text).
+    /// The next message, decoded into owned results: (id, outcome as text).
     async fn recv(&mut self) -> Option<Received> {
         loop {
             if let Some(payload) = self.frames.next_frame().unwrap() {
                 return Some(match decode_to_parent(payload, &Limits::default()).unwrap() {
                     ToParent::Hello(hello) => Received::Hello(hello),
                     ToParent::Results(results) => Received::Results(
-                        results.into_iter().map(|r| (r.slot, format!("{:?}", r.outcome))).collect(),
+                        results.into_iter().map(|r| (r.id, format!("{:?}", r.outcome))).collect(),
                     ),
                 });
             }
@@ -136,7 +136,7 @@ impl Parent {
         }
     }
 
-    async fn results(&mut self, n: usize) -> Vec<(u32, String)> {
+    async fn results(&mut self, n: usize) -> Vec<(u64, String)> {
         let mut all = Vec::new();
         while all.len() < n {
             match self.recv().await {
@@ -152,7 +152,7 @@ impl Parent {
 #[derive(Debug)]
 enum Received {
     Hello(polyloop_wire::Hello),
-    Results(Vec<(u32, String)>),
+    Results(Vec<(u64, String)>),
 }
 
 fn welcome(concurrency: u32, timeout_ms: Option<u64>) -> ToChild<'static> {
@@ -229,8 +229,8 @@ async fn runs_a_batch_and_reports_every_kind_of_outcome() {
     assert!(results[4].1.contains("Serialization"), "{}", results[4].1);
     assert!(results[5].1.contains("trailing bytes"), "{}", results[5].1);
     // The worker lives on after all that.
-    parent.send_tasks(&[(0, 0, enc(&1u64))]).await;
-    assert_eq!(parent.results(1).await[0].0, 0);
+    parent.send_tasks(&[(6, 0, enc(&1u64))]).await;
+    assert_eq!(parent.results(1).await[0].0, 6);
     parent.send(&ToChild::Shutdown).await;
     assert!(parent.recv().await.is_none(), "shutdown closes the stream");
     worker.await.unwrap().unwrap();
@@ -239,17 +239,17 @@ async fn runs_a_batch_and_reports_every_kind_of_outcome() {
 #[tokio::test]
 async fn honours_concurrency_and_batches_results() {
     let (mut parent, worker) = start(3, None).await;
-    let tasks: Vec<_> = (0..9).map(|slot| (slot, 3, enc(&20u64))).collect();
+    let tasks: Vec<_> = (0..9).map(|id| (id, 3, enc(&20u64))).collect();
     parent.send_tasks(&tasks).await;
     let results = parent.results(9).await;
     // Each sleeper saw at most 3 sleepers running (itself included).
-    for (slot, outcome) in &results {
+    for (id, outcome) in &results {
         let running: u32 = outcome
             .strip_prefix("Ok([")
             .and_then(|s| s.strip_suffix("])"))
             .map(|s| s.parse().unwrap())
-            .unwrap_or_else(|| panic!("slot {slot}: {outcome}"));
-        assert!(running <= 3, "slot {slot} saw {running} running");
+            .unwrap_or_else(|| panic!("id {id}: {outcome}"));
+        assert!(running <= 3, "id {id} saw {running} running");
     }
     parent.send(&ToChild::Shutdown).await;
     worker.await.unwrap().unwrap();
@@ -264,6 +264,19 @@ async fn cancel_and_timeout_reach_the_task() {
     assert_eq!(results, [(0, "Cancelled".to_owned()), (1, "TimedOut".to_owned())]);
     parent.send(&ToChild::Shutdown).await;
     worker.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_task_id_not_above_the_last_is_a_wire_error() {
+    for repeat in [3, 2] {
+        let (mut parent, worker) = start(4, None).await;
+        parent.send_tasks(&[(1, 0, enc(&1u64)), (3, 0, enc(&2u64))]).await;
+        assert_eq!(parent.results(2).await.len(), 2);
+        // Running a task twice would answer its id twice: the worker stops instead.
+        parent.send_tasks(&[(repeat, 0, enc(&3u64))]).await;
+        let err = worker.await.unwrap().expect_err("a repeated or lower id is an error");
+        assert!(format!("{err:?}").contains("not above the last"), "{err:?}");
+    }
 }
 
 #[tokio::test]

@@ -159,6 +159,9 @@ where
     // multi-threaded runtime that would serialize tasks other threads could run.
     let inline_first_poll = config.runtime == polyloop_wire::RuntimeFlavor::CurrentThread;
     let writer_task = tokio::spawn(write_results(writer, Arc::clone(&shared)));
+    // The parent gives every task an id above the one before, so a repeated id is a broken
+    // parent: running the task twice would answer it twice.
+    let mut last_id: Option<u64> = None;
 
     loop {
         if !fill_frame(&mut reader, &mut frames).await? {
@@ -173,6 +176,12 @@ where
                     let waker = std::future::poll_fn(|cx| Poll::Ready(cx.waker().clone())).await;
                     let mut last_yield = coarse_now();
                     for task in tasks {
+                        if last_id.is_some_and(|last| task.id <= last) {
+                            return Err(
+                                WireError::Unexpected("a task id not above the last").into()
+                            );
+                        }
+                        last_id = Some(task.id);
                         let started = match registry.entry(task.task) {
                             None => Err(Outcome::UnknownTask(task.task)),
                             Some(entry) => (entry.run)(task.input, config.max_nesting)
@@ -181,7 +190,7 @@ where
                         let future = match started {
                             Ok(future) => future,
                             Err(outcome) => {
-                                shared.push_locked(&mut shared.lock(), task.slot, &outcome);
+                                shared.push_locked(&mut shared.lock(), task.id, &outcome);
                                 continue;
                             }
                         };
@@ -197,7 +206,7 @@ where
                                 Pin::new(&mut caught).poll(&mut Context::from_waker(&waker));
                             if let Poll::Ready(result) = polled {
                                 let task_ref = caught.get_ref().as_ref().get_ref();
-                                shared.push_result(&mut shared.lock(), task.slot, task_ref, result);
+                                shared.push_result(&mut shared.lock(), task.id, task_ref, result);
                                 // A long first poll (CPU-bound work) holds the thread: let the
                                 // writer send what is done before the next one starts.
                                 if coarse_now().saturating_sub(last_yield) > YIELD_AFTER {
@@ -210,7 +219,7 @@ where
                         let permit = Arc::clone(&permits).try_acquire_owned().ok();
                         let mut state = shared.lock();
                         let handle = tokio::spawn(run_one(
-                            task.slot,
+                            task.id,
                             caught,
                             permit,
                             Arc::clone(&shared),
@@ -219,15 +228,15 @@ where
                         ));
                         // Inserted under the lock the task needs to report, so its result always
                         // finds its entry.
-                        state.running.insert(task.slot, handle.abort_handle());
+                        state.running.insert(task.id, handle.abort_handle());
                     }
                 }
-                ToChild::Cancel(slots) => {
+                ToChild::Cancel(ids) => {
                     let mut state = shared.lock();
-                    for slot in slots {
-                        if let Some(handle) = state.running.remove(&slot) {
+                    for id in ids {
+                        if let Some(handle) = state.running.remove(&id) {
                             handle.abort();
-                            shared.push_locked(&mut state, slot, &Outcome::Cancelled);
+                            shared.push_locked(&mut state, id, &Outcome::Cancelled);
                         }
                     }
                 }
@@ -277,7 +286,7 @@ async fn run_initializer(
 }
 
 async fn run_one(
-    slot: u32,
+    id: u64,
     mut caught: CatchUnwind<crate::TaskFuture>,
     permit: Option<OwnedSemaphorePermit>,
     shared: Arc<Shared>,
@@ -294,17 +303,14 @@ async fn run_one(
         None => Some((&mut caught).await),
     };
     let mut state = shared.lock();
-    // Only if the slot is still ours: once cancelled (the canceller reported it), the parent
-    // may already have reused the slot for another task.
-    let ours = state.running.get(&slot).is_some_and(|handle| handle.id() == tokio::task::id());
-    if !ours {
+    // Only if it was not cancelled meanwhile: the canceller reported it.
+    if state.running.remove(&id).is_none() {
         return;
     }
-    state.running.remove(&slot);
     match result {
-        None => shared.push_locked(&mut state, slot, &Outcome::TimedOut),
+        None => shared.push_locked(&mut state, id, &Outcome::TimedOut),
         Some(result) => {
-            shared.push_result(&mut state, slot, caught.get_ref().as_ref().get_ref(), result)
+            shared.push_result(&mut state, id, caught.get_ref().as_ref().get_ref(), result)
         }
     }
 }
@@ -327,7 +333,7 @@ struct State {
     /// Frames ready to write: a batch goes here when it is full.
     frames: Vec<u8>,
     /// Tasks started and not yet reported.
-    running: HashMap<u32, AbortHandle>,
+    running: HashMap<u64, AbortHandle>,
     shutting_down: bool,
 }
 
@@ -341,50 +347,50 @@ impl Shared {
     fn push_result(
         &self,
         state: &mut State,
-        slot: u32,
+        id: u64,
         output: &dyn RunningTask,
         finished: Finished,
     ) {
         match finished {
-            Err(panic) => return self.push_locked(state, slot, &Outcome::Panicked(panic)),
-            Ok(Err(failure)) => return self.push_locked(state, slot, &failure.as_outcome()),
+            Err(panic) => return self.push_locked(state, id, &Outcome::Panicked(panic)),
+            Ok(Err(failure)) => return self.push_locked(state, id, &failure.as_outcome()),
             Ok(Ok(())) => {}
         }
         let len = match output.encoded_len() {
             Ok(len) => len,
             Err(reason) => {
                 let why = format!("output failed to serialize: {reason}");
-                return self.push_locked(state, slot, &Outcome::Serialization(why));
+                return self.push_locked(state, id, &Outcome::Serialization(why));
             }
         };
         if !self.make_room(state, len + OUTCOME_OVERHEAD) {
             let max = self.limits.max_frame_len;
             let why = format!("output of {len} bytes exceeds the frame limit of {max} bytes");
-            return self.push_locked(state, slot, &Outcome::Serialization(why));
+            return self.push_locked(state, id, &Outcome::Serialization(why));
         }
         let was_idle = state.batch.is_empty() && state.frames.is_empty();
-        match state.batch.push_ok_with(slot, len, |items| output.encode_into(items)) {
+        match state.batch.push_ok_with(id, len, |items| output.encode_into(items)) {
             Ok(()) if was_idle => self.wake_writer.notify_one(),
             Ok(()) => {}
             Err(reason) => {
                 let why = format!("output failed to serialize: {reason}");
-                self.push_locked(state, slot, &Outcome::Serialization(why));
+                self.push_locked(state, id, &Outcome::Serialization(why));
             }
         }
     }
 
     /// Queues one result for the writer.
-    fn push_locked(&self, state: &mut State, slot: u32, outcome: &Outcome<'_>) {
+    fn push_locked(&self, state: &mut State, id: u64, outcome: &Outcome<'_>) {
         let size = outcome_size_hint(outcome);
         if !self.make_room(state, size) {
             let max = self.limits.max_frame_len;
             let too_big = Outcome::Serialization(format!(
                 "a result of {size} bytes exceeds the frame limit of {max} bytes"
             ));
-            return self.push_locked(state, slot, &too_big);
+            return self.push_locked(state, id, &too_big);
         }
         let was_idle = state.batch.is_empty() && state.frames.is_empty();
-        state.batch.push(slot, outcome);
+        state.batch.push(id, outcome);
         if was_idle {
             self.wake_writer.notify_one();
         }
@@ -415,7 +421,7 @@ impl Shared {
     }
 }
 
-/// Bytes a result takes beyond its output or message: slot, tags and lengths.
+/// Bytes a result takes beyond its output or message: id, tags and lengths.
 const OUTCOME_OVERHEAD: usize = 32;
 
 /// An upper bound of an outcome's encoded size, short of the error strings' exact lengths.

@@ -17,6 +17,7 @@ use crate::TaskError;
 use crate::bytes::SmallBytes;
 use crate::connection::{Connection, connect};
 use crate::error::Kind;
+use crate::in_flight::InFlight;
 use crate::job::{Job, Output, RawResult, StreamBatch};
 use crate::pool::{Shard, Shared, Slot};
 use crate::queue::Chunk;
@@ -102,7 +103,7 @@ enum End {
 
 /// A task sent to the worker and not yet answered.
 #[derive(Debug)]
-struct InFlight {
+struct Sent {
     job: Job,
     sent_at: Instant,
     cancel_sent: bool,
@@ -114,9 +115,8 @@ struct Driver<'a> {
     shard: &'a Shard,
     worker_idx: usize,
     pid: u32,
-    /// In-flight tasks by wire slot; freed slots are reused.
-    slab: Vec<Option<InFlight>>,
-    free: Vec<u32>,
+    /// The tasks the worker holds, by wire id.
+    in_flight: InFlight<Sent>,
     n_in_flight: usize,
     concurrency: usize,
     /// Tasks the worker may hold beyond its concurrency; adapts within `prefetch_range`.
@@ -126,8 +126,8 @@ struct Driver<'a> {
     sent_total: u64,
     batch: TaskBatch,
     out: Vec<u8>,
-    /// Send order, for the watchdog: (slot, sent_at). Entries of answered tasks are skipped.
-    sends: VecDeque<(u32, Instant)>,
+    /// Send order, for the watchdog: (id, sent_at). Entries of answered tasks are skipped.
+    sends: VecDeque<(u64, Instant)>,
     /// Set when the watchdog killed the worker: tasks older than this ran past the timeout.
     killed_for_timeout: Option<Instant>,
     /// Why the worker is considered broken, when it sent something invalid.
@@ -156,8 +156,7 @@ impl<'a> Driver<'a> {
             shard: &shared.shards[slot.queue_idx],
             worker_idx,
             pid: conn.proc.pid(),
-            slab: Vec::new(),
-            free: Vec::new(),
+            in_flight: InFlight::default(),
             n_in_flight: 0,
             concurrency: shared.config.child_concurrency.max(1) as usize,
             prefetch: shared.config.prefetch_range().0,
@@ -342,17 +341,10 @@ impl<'a> Driver<'a> {
             // Cannot fail: the batch was kept under both limits.
             let _ = self.batch.finish_into(&mut self.out, &conn.limits);
         }
-        let slot = match self.free.pop() {
-            Some(slot) => slot,
-            None => {
-                self.slab.push(None);
-                (self.slab.len() - 1) as u32
-            }
-        };
-        self.batch.push(slot, index, &job.input);
-        self.slab[slot as usize] = Some(InFlight { job, sent_at: now, cancel_sent: false });
+        self.batch.push(self.in_flight.next_id(), index, &job.input);
+        let id = self.in_flight.insert(Sent { job, sent_at: now, cancel_sent: false });
         if self.shared.config.task_timeout.is_some() {
-            self.sends.push_back((slot, now));
+            self.sends.push_back((id, now));
         }
         self.n_in_flight += 1;
         self.sent_total += 1;
@@ -483,10 +475,11 @@ impl<'a> Driver<'a> {
         now: Instant,
         batch: &mut StreamBatch,
     ) -> Result<Duration, WireError> {
-        let Some(in_flight) = self.slab.get_mut(result.slot as usize).and_then(Option::take) else {
+        // Ids are never reused, so a late or repeated result finds nothing here rather than
+        // another task: the caller treats that as a broken worker.
+        let Some(in_flight) = self.in_flight.remove(result.id) else {
             return Err(WireError::Unexpected("a result for a task it does not hold"));
         };
-        self.free.push(result.slot);
         self.release();
         let task = in_flight.job.key.name;
         let raw: RawResult = match result.outcome {
@@ -558,18 +551,18 @@ impl<'a> Driver<'a> {
 
     /// Cancels in the worker every task whose handle or stream was dropped.
     async fn sweep(&mut self, conn: &mut Connection) {
-        let slots: Vec<u32> = (0u32..)
-            .zip(self.slab.iter_mut())
-            .filter_map(|(slot, entry)| {
-                let entry = entry.as_mut()?;
+        let ids: Vec<u64> = self
+            .in_flight
+            .iter_mut()
+            .filter_map(|(id, entry)| {
                 (!entry.cancel_sent && entry.job.reply.is_closed()).then(|| {
                     entry.cancel_sent = true;
-                    slot
+                    id
                 })
             })
             .collect();
-        if !slots.is_empty() {
-            let _ = encode_frame(&ToChild::Cancel(slots), &mut self.out, &conn.limits);
+        if !ids.is_empty() {
+            let _ = encode_frame(&ToChild::Cancel(ids), &mut self.out, &conn.limits);
             self.flush(conn).await;
         }
     }
@@ -582,12 +575,10 @@ impl<'a> Driver<'a> {
         if self.killed_for_timeout.is_some() {
             return None;
         }
-        while let Some(&(slot, sent_at)) = self.sends.front() {
-            match &self.slab[slot as usize] {
-                Some(entry) if entry.sent_at == sent_at => {
-                    return Some(sent_at + 2 * timeout + self.shared.config.kill_grace);
-                }
-                _ => {
+        while let Some(&(id, sent_at)) = self.sends.front() {
+            match self.in_flight.get(id) {
+                Some(_) => return Some(sent_at + 2 * timeout + self.shared.config.kill_grace),
+                None => {
                     self.sends.pop_front();
                 }
             }
@@ -605,9 +596,9 @@ impl<'a> Driver<'a> {
         };
         let timeout = self.shared.config.task_timeout;
         let mut retry = Vec::new();
-        for entry in std::mem::take(&mut self.slab).into_iter().flatten() {
+        // In the order they were sent, so retried tasks queue again in their order.
+        for Sent { mut job, sent_at, .. } in self.in_flight.drain() {
             self.release();
-            let InFlight { mut job, sent_at, .. } = entry;
             let name = job.key.name;
             let overran = match (self.killed_for_timeout, timeout) {
                 (Some(killed_at), Some(timeout)) => killed_at.duration_since(sent_at) >= timeout,
@@ -632,7 +623,6 @@ impl<'a> Driver<'a> {
                     .resolve(job, Err(TaskError::new(Kind::WorkerLost, name, reason.clone())));
             }
         }
-        self.free.clear();
         self.sends.clear();
         self.shared.requeue(self.slot.queue_idx, retry, Kind::Cancelled, "the pool was dropped");
     }
@@ -642,7 +632,7 @@ impl Drop for Driver<'_> {
     /// A driver dropped with tasks in flight was aborted (the pool was dropped): its tasks are
     /// resolved here, so that no waiter (a stream keeps its channel open) waits forever.
     fn drop(&mut self) {
-        for entry in std::mem::take(&mut self.slab).into_iter().flatten() {
+        for entry in self.in_flight.drain() {
             let name = entry.job.key.name;
             let err = TaskError::new(Kind::Cancelled, name, "the pool was dropped");
             self.shared.resolve(entry.job, Err(err));

@@ -29,6 +29,7 @@ mod bytes;
 mod connection;
 mod driver;
 mod error;
+mod in_flight;
 mod job;
 mod pool;
 mod process;

@@ -21,8 +21,8 @@ fn small_input(i: usize) -> Vec<u8> {
 fn task_frame(n: usize, limits: &Limits) -> Vec<u8> {
     let inputs: Vec<Vec<u8>> = (0..n).map(small_input).collect();
     let mut batch = TaskBatch::default();
-    for (slot, input) in inputs.iter().enumerate() {
-        batch.push(slot as u32, 0, input);
+    for (id, input) in inputs.iter().enumerate() {
+        batch.push(id as u64, 0, input);
     }
     let mut out = Vec::new();
     batch.finish_into(&mut out, limits).expect("a batch within the limits");
@@ -31,8 +31,8 @@ fn task_frame(n: usize, limits: &Limits) -> Vec<u8> {
 
 fn result_frame(n: usize, payload: &[u8], limits: &Limits) -> Vec<u8> {
     let mut batch = ResultBatch::default();
-    for slot in 0..n {
-        batch.push(slot as u32, &Outcome::Ok(payload));
+    for id in 0..n {
+        batch.push(id as u64, &Outcome::Ok(payload));
     }
     let mut out = Vec::new();
     batch.finish_into(&mut out, limits).expect("a batch within the limits");
@@ -50,8 +50,8 @@ fn tasks(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("encode", n), &inputs, |b, inputs| {
             b.iter(|| {
                 out.clear();
-                for (slot, input) in inputs.iter().enumerate() {
-                    batch.push(slot as u32, 0, input);
+                for (id, input) in inputs.iter().enumerate() {
+                    batch.push(id as u64, 0, input);
                 }
                 batch.finish_into(&mut out, &limits).expect("within the limits");
                 black_box(out.len())
@@ -82,8 +82,8 @@ fn results(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new("encode", n), |b| {
             b.iter(|| {
                 out.clear();
-                for slot in 0..n {
-                    batch.push(slot as u32, &Outcome::Ok(&small));
+                for id in 0..n {
+                    batch.push(id as u64, &Outcome::Ok(&small));
                 }
                 batch.finish_into(&mut out, &limits).expect("within the limits");
                 black_box(out.len())
@@ -113,8 +113,8 @@ fn results(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new("encode", n), |b| {
             b.iter(|| {
                 out.clear();
-                for slot in 0..n {
-                    batch.push(slot as u32, &Outcome::Ok(&mebibyte));
+                for id in 0..n {
+                    batch.push(id as u64, &Outcome::Ok(&mebibyte));
                 }
                 batch.finish_into(&mut out, &limits).expect("within the limits");
                 black_box(out.len())

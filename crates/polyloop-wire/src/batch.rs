@@ -161,11 +161,11 @@ impl<K: BatchKind> Batch<K> {
 
 impl Batch<Tasks> {
     /// Appends one task.
-    pub fn push(&mut self, slot: u32, task: u32, input: &[u8]) {
-        // Exactly postcard's encoding of `TaskFrame { slot, task, input }` (three varints and
+    pub fn push(&mut self, id: u64, task: u32, input: &[u8]) {
+        // Exactly postcard's encoding of `TaskFrame { id, task, input }` (three varints and
         // the bytes), written by hand because this runs once per task.
         let items = self.inner.items();
-        varint::push_u64(items, slot.into());
+        varint::push_u64(items, id);
         varint::push_u64(items, task.into());
         varint::push_u64(items, input.len() as u64);
         items.extend_from_slice(input);
@@ -174,10 +174,10 @@ impl Batch<Tasks> {
 
 impl Batch<Results> {
     /// Appends one result.
-    pub fn push(&mut self, slot: u32, outcome: &Outcome<'_>) {
+    pub fn push(&mut self, id: u64, outcome: &Outcome<'_>) {
         if let Outcome::Ok(output) = outcome {
             // Cannot fail: exactly `len` bytes are written.
-            let _ = self.push_ok_with(slot, output.len(), |items| {
+            let _ = self.push_ok_with(id, output.len(), |items| {
                 items.extend_from_slice(output);
                 Ok(())
             });
@@ -185,7 +185,7 @@ impl Batch<Results> {
         }
         // A tuple encodes exactly like the `ResultFrame` struct, without cloning the outcome.
         // Serializing into a Vec cannot fail for these field types.
-        let _ = postcard::to_io(&(slot, outcome), self.inner.items());
+        let _ = postcard::to_io(&(id, outcome), self.inner.items());
     }
 
     /// Appends a successful result whose `len` bytes of output `write` appends itself, straight
@@ -193,14 +193,14 @@ impl Batch<Results> {
     /// other than `len` bytes, the result is taken back out and the reason returned.
     pub fn push_ok_with(
         &mut self,
-        slot: u32,
+        id: u64,
         len: usize,
         write: impl FnOnce(&mut Vec<u8>) -> Result<(), String>,
     ) -> Result<(), String> {
         let items = self.inner.items();
         let start = items.len();
-        // The `Ok` tag (0) after the slot, then the bytes: postcard's encoding by hand.
-        varint::push_u64(items, slot.into());
+        // The `Ok` tag (0) after the id, then the bytes: postcard's encoding by hand.
+        varint::push_u64(items, id);
         items.push(0);
         varint::push_u64(items, len as u64);
         items.reserve(len);

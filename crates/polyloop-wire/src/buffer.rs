@@ -114,9 +114,10 @@ mod tests {
         let limits = Limits::default();
         let mut stream = Vec::new();
         for i in 0..50u32 {
-            encode_frame(&ToChild::Cancel(vec![i; i as usize]), &mut stream, &limits).unwrap();
+            encode_frame(&ToChild::Cancel(vec![u64::from(i); i as usize]), &mut stream, &limits)
+                .unwrap();
         }
-        encode_frame(&ToChild::Cancel(vec![u32::MAX; 60_000]), &mut stream, &limits).unwrap();
+        encode_frame(&ToChild::Cancel(vec![u64::MAX; 60_000]), &mut stream, &limits).unwrap();
         for chunk in [1, 3, 17, 4096, 1 << 20] {
             let mut buffer = FrameBuffer::new(limits);
             let mut seen = Vec::new();
@@ -130,7 +131,7 @@ mod tests {
                     piece = &piece[n..];
                     while let Some(payload) = buffer.next_frame().unwrap() {
                         match crate::decode_to_child(payload, &limits).unwrap() {
-                            ToChild::Cancel(slots) => seen.push(slots.len()),
+                            ToChild::Cancel(ids) => seen.push(ids.len()),
                             other => panic!("unexpected {other:?}"),
                         }
                     }

@@ -35,7 +35,7 @@
 //! let ToChild::Tasks(tasks) = decode_to_child(payload, &Limits::default()).unwrap() else {
 //!     unreachable!()
 //! };
-//! assert_eq!((tasks[0].slot, tasks[0].task), (7, 0));
+//! assert_eq!((tasks[0].id, tasks[0].task), (7, 0));
 //! ```
 
 mod batch;

@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 /// The protocol version this build speaks. Bumped on every change of a message layout.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// A message from the parent (the pool) to a child (a worker).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -18,9 +18,9 @@ pub enum ToChild<'a> {
     /// Tasks to start, in the order they should start.
     #[serde(borrow)]
     Tasks(Vec<TaskFrame<'a>>),
-    /// Cancel the tasks in these slots; each still gets a result ([`Outcome::Cancelled`] if it
+    /// Cancel the tasks with these ids; each still gets a result ([`Outcome::Cancelled`] if it
     /// had not finished).
-    Cancel(Vec<u32>),
+    Cancel(Vec<u64>),
     /// Finish the tasks in flight, send their results, then exit.
     Shutdown,
 }
@@ -82,8 +82,9 @@ pub struct InitTask {
 /// One task to run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskFrame<'a> {
-    /// The parent's slot for this task; echoed in its [`ResultFrame`].
-    pub slot: u32,
+    /// The parent's id for this task, echoed in its [`ResultFrame`]: on one connection every
+    /// task gets an id greater than the one before, so an id is never reused.
+    pub id: u64,
     /// The task's index in the registry the child sent in its [`Hello`].
     pub task: u32,
     /// The postcard-encoded input.
@@ -126,8 +127,8 @@ pub struct TaskInfo {
 /// The result of one task.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResultFrame<'a> {
-    /// The slot of the [`TaskFrame`] this answers.
-    pub slot: u32,
+    /// The id of the [`TaskFrame`] this answers.
+    pub id: u64,
     /// What happened.
     #[serde(borrow)]
     pub outcome: Outcome<'a>,

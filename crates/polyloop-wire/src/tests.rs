@@ -52,15 +52,15 @@ fn valid_frames() -> Vec<Vec<u8>> {
     encode_frame(&hello(), &mut out, &limits).unwrap();
     frames.push(out);
     let mut tasks = TaskBatch::default();
-    for slot in 0..5 {
-        tasks.push(slot, slot % 2, &[slot as u8; 3]);
+    for id in 0..5u32 {
+        tasks.push(id.into(), id % 2, &[id as u8; 3]);
     }
     let mut out = Vec::new();
     tasks.finish_into(&mut out, &limits).unwrap();
     frames.push(out);
     let mut results = ResultBatch::default();
-    for (slot, outcome) in outcomes().iter().enumerate() {
-        results.push(slot as u32, outcome);
+    for (id, outcome) in outcomes().iter().enumerate() {
+        results.push(id as u64, outcome);
     }
     let mut out = Vec::new();
     results.finish_into(&mut out, &limits).unwrap();
@@ -102,8 +102,8 @@ fn batches_encode_like_postcard() {
     let mut batch = TaskBatch::default();
     let mut expected = Vec::new();
     for (i, input) in inputs.iter().enumerate() {
-        batch.push(i as u32 * 1000, i as u32, input);
-        expected.push(TaskFrame { slot: i as u32 * 1000, task: i as u32, input });
+        batch.push(i as u64 * 1000, i as u32, input);
+        expected.push(TaskFrame { id: i as u64 * 1000, task: i as u32, input });
     }
     assert_eq!(batch.len(), 300);
     let mut ours = Vec::new();
@@ -119,10 +119,10 @@ fn batches_encode_like_postcard() {
     let expected: Vec<ResultFrame<'_>> = outcomes()
         .into_iter()
         .enumerate()
-        .map(|(slot, outcome)| ResultFrame { slot: slot as u32, outcome })
+        .map(|(id, outcome)| ResultFrame { id: id as u64, outcome })
         .collect();
     for frame in &expected {
-        results.push(frame.slot, &frame.outcome);
+        results.push(frame.id, &frame.outcome);
     }
     let mut ours = Vec::new();
     results.finish_into(&mut ours, &limits).unwrap();
@@ -175,8 +175,8 @@ fn limits_are_enforced() {
     let header = 65u32.to_le_bytes();
     assert!(matches!(split_frame(&header, &limits), Err(WireError::FrameTooLarge { len: 65, .. })));
     let mut batch = TaskBatch::default();
-    for slot in 0..3 {
-        batch.push(slot, 0, &[]);
+    for id in 0..3 {
+        batch.push(id, 0, &[]);
     }
     let mut out = Vec::new();
     batch.finish_into(&mut out, &limits).unwrap();
@@ -251,7 +251,55 @@ fn results_written_in_place_match_postcard_and_roll_back_on_failure() {
     batch.clear();
     assert!(batch.is_empty());
     let mut expected = Vec::new();
-    let results = vec![ResultFrame { slot: 1, outcome: Outcome::Ok(&output) }];
+    let results = vec![ResultFrame { id: 1, outcome: Outcome::Ok(&output) }];
     encode_frame(&ToParent::Results(results), &mut expected, &limits).unwrap();
     assert_eq!(frame, expected);
+}
+
+/// The worked examples of docs/PROTOCOL.md, byte for byte: the document must show what the
+/// encoder writes.
+#[test]
+fn worked_examples_in_the_protocol_doc_are_what_the_encoder_writes() {
+    let limits = Limits::default();
+    let mut tasks = TaskBatch::default();
+    tasks.push(0, 0, &[0x15]);
+    tasks.push(300, 0, &[0x15]);
+    let mut out = Vec::new();
+    tasks.finish_into(&mut out, &limits).unwrap();
+    assert_eq!(out, [11, 0, 0, 0, 1, 2, 0, 0, 1, 0x15, 0xac, 0x02, 0, 1, 0x15]);
+
+    let mut results = ResultBatch::default();
+    results.push(0, &Outcome::Ok(&[0x2a]));
+    results.push(300, &Outcome::Cancelled);
+    out.clear();
+    results.finish_into(&mut out, &limits).unwrap();
+    assert_eq!(out, [9, 0, 0, 0, 1, 2, 0, 0, 1, 0x2a, 0xac, 0x02, 4]);
+
+    out.clear();
+    encode_frame(&ToChild::Cancel(vec![300]), &mut out, &limits).unwrap();
+    assert_eq!(out, [4, 0, 0, 0, 2, 1, 0xac, 0x02]);
+
+    let welcome = ToChild::Welcome(Welcome {
+        protocol_version: PROTOCOL_VERSION,
+        config: WorkerConfig {
+            worker_idx: 0,
+            child_concurrency: 16,
+            runtime: RuntimeFlavor::CurrentThread,
+            task_timeout_ms: None,
+            max_frame_len: limits.max_frame_len,
+            max_batch_len: limits.max_batch_len,
+            max_nesting: DEFAULT_MAX_NESTING,
+        },
+        initializer: None,
+    });
+    out.clear();
+    encode_frame(&welcome, &mut out, &limits).unwrap();
+    let version = PROTOCOL_VERSION as u8;
+    let expected = [
+        [0x11, 0, 0, 0, 0, version, 0, 0x10, 0, 0].as_slice(),
+        &[0x80, 0x80, 0x80, 0x80, 0x01, 0x80, 0x80, 0x04, 0x80, 0x01, 0],
+    ]
+    .concat();
+    assert_eq!(out, expected);
+    assert_eq!(PROTOCOL_VERSION, 3, "update the dumps and the version in docs/PROTOCOL.md");
 }

@@ -18,29 +18,29 @@ fn decode_all(bytes: &[u8], limits: &Limits) {
 }
 
 /// A valid frame of each batch kind, built from generated contents.
-fn frames(tasks: &[(u32, u32, Vec<u8>)], message: &str) -> Vec<Vec<u8>> {
+fn frames(tasks: &[(u64, u32, Vec<u8>)], message: &str) -> Vec<Vec<u8>> {
     let limits = Limits::default();
     let mut task_batch = TaskBatch::default();
     let mut result_batch = ResultBatch::default();
-    for (slot, task, input) in tasks {
-        task_batch.push(*slot, *task, input);
-        result_batch.push(*slot, &Outcome::Ok(input));
+    for (id, task, input) in tasks {
+        task_batch.push(*id, *task, input);
+        result_batch.push(*id, &Outcome::Ok(input));
         let failed = RemoteError { message: message.to_owned(), chain: vec![message.to_owned()] };
-        result_batch.push(slot.wrapping_add(1), &Outcome::Failed(failed));
+        result_batch.push(id.wrapping_add(1), &Outcome::Failed(failed));
     }
     let mut task_frame = Vec::new();
     task_batch.finish_into(&mut task_frame, &limits).unwrap();
     let mut result_frame = Vec::new();
     result_batch.finish_into(&mut result_frame, &limits).unwrap();
     let mut cancel = Vec::new();
-    let slots = tasks.iter().map(|t| t.0).collect();
-    encode_frame(&ToChild::Cancel(slots), &mut cancel, &limits).unwrap();
+    let ids = tasks.iter().map(|t| t.0).collect();
+    encode_frame(&ToChild::Cancel(ids), &mut cancel, &limits).unwrap();
     vec![task_frame, result_frame, cancel]
 }
 
-fn task_list() -> impl Strategy<Value = Vec<(u32, u32, Vec<u8>)>> {
+fn task_list() -> impl Strategy<Value = Vec<(u64, u32, Vec<u8>)>> {
     prop::collection::vec(
-        (any::<u32>(), any::<u32>(), prop::collection::vec(any::<u8>(), 0..40)),
+        (any::<u64>(), any::<u32>(), prop::collection::vec(any::<u8>(), 0..40)),
         0..8,
     )
 }

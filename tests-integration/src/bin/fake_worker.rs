@@ -10,7 +10,9 @@
 //! * `fingerprint`: announces the task under its name but with a wrong fingerprint;
 //! * `garbage`: answers the first Tasks frame with a frame of random-ish bytes;
 //! * `oversized`: answers the first Tasks frame with a header announcing more than the limit;
-//! * `bad-slot`: answers the first Tasks frame with a result for a slot it was never given;
+//! * `bad-slot`: answers the first Tasks frame with a result for an id it was never given;
+//! * `stale`: answers its first task correctly, then answers the next task with the first one's
+//!   id and output again (a late duplicate), never answering the next task itself;
 //! * `trailing`: answers the first Tasks frame with a Results frame with trailing bytes;
 //! * `bad-slot-then-hang`: `bad-slot` in the first process started, `hang` in every later one.
 //!
@@ -102,6 +104,22 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
             let reply = misbehave(case, &welcome, &first)?;
             peer.stream.write_all(&reply)?;
         }
+        "stale" => {
+            peer.send_hello(PROTOCOL_VERSION, vec![task])?;
+            let Some(first) = peer.next_tasks()? else { return Ok(ExitCode::SUCCESS) };
+            let x: u64 = postcard::from_bytes(&first.input)?;
+            let output = postcard::to_allocvec(&(x * 2))?;
+            let limits = limits_of(&welcome);
+            let answer = ResultFrame { id: first.id, outcome: Outcome::Ok(&output) };
+            let mut out = Vec::new();
+            encode_frame(&ToParent::Results(vec![answer.clone()]), &mut out, &limits)?;
+            peer.stream.write_all(&out)?;
+            if peer.next_tasks()?.is_some() {
+                out.clear();
+                encode_frame(&ToParent::Results(vec![answer]), &mut out, &limits)?;
+                peer.stream.write_all(&out)?;
+            }
+        }
         other => return Err(format!("unknown case `{other}`").into()),
     }
     peer.drain();
@@ -110,10 +128,7 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
 
 /// The bytes a post-handshake case answers its first task with.
 fn misbehave(case: &str, welcome: &Welcome, first: &OwnedTask) -> Result<Vec<u8>, Box<dyn Error>> {
-    let limits = Limits {
-        max_frame_len: welcome.config.max_frame_len,
-        max_batch_len: welcome.config.max_batch_len,
-    };
+    let limits = limits_of(welcome);
     let mut out = Vec::new();
     match case {
         "garbage" => {
@@ -129,13 +144,13 @@ fn misbehave(case: &str, welcome: &Welcome, first: &OwnedTask) -> Result<Vec<u8>
             out.extend_from_slice(&(limits.max_frame_len + 1).to_le_bytes());
         }
         "bad-slot" => {
-            let result = ResultFrame { slot: first.slot + 1000, outcome: Outcome::Cancelled };
+            let result = ResultFrame { id: first.id + 1000, outcome: Outcome::Cancelled };
             encode_frame(&ToParent::Results(vec![result]), &mut out, &limits)?;
         }
         "trailing" => {
-            // A valid answer for the slot (the input echoed as the output), then bytes a newer
+            // A valid answer for the id (the input echoed as the output), then bytes a newer
             // schema might have added: the whole frame must be refused, not the tail ignored.
-            let result = ResultFrame { slot: first.slot, outcome: Outcome::Ok(&first.input) };
+            let result = ResultFrame { id: first.id, outcome: Outcome::Ok(&first.input) };
             encode_frame(&ToParent::Results(vec![result]), &mut out, &limits)?;
             out.extend_from_slice(&[0xde, 0xad, 0xbe, 0xef]);
             let len = (out.len() - FRAME_HEADER_LEN) as u32;
@@ -144,6 +159,14 @@ fn misbehave(case: &str, welcome: &Welcome, first: &OwnedTask) -> Result<Vec<u8>
         other => return Err(format!("`{other}` is not a post-handshake case").into()),
     }
     Ok(out)
+}
+
+/// The limits the parent announced.
+fn limits_of(welcome: &Welcome) -> Limits {
+    Limits {
+        max_frame_len: welcome.config.max_frame_len,
+        max_batch_len: welcome.config.max_batch_len,
+    }
 }
 
 /// `n` bytes from an xorshift generator: noise, but the same noise for the same seed.
@@ -162,7 +185,7 @@ fn random_ish(seed: u64, n: usize) -> Vec<u8> {
 /// The first task of a Tasks frame, copied out of the read buffer.
 #[derive(Debug)]
 struct OwnedTask {
-    slot: u32,
+    id: u64,
     input: Vec<u8>,
 }
 
@@ -195,9 +218,9 @@ impl Peer {
     fn next_tasks(&mut self) -> Result<Option<OwnedTask>, Box<dyn Error>> {
         loop {
             let first = self.next_message(|msg| match msg {
-                ToChild::Tasks(tasks) => tasks
-                    .first()
-                    .map(|task| OwnedTask { slot: task.slot, input: task.input.to_vec() }),
+                ToChild::Tasks(tasks) => {
+                    tasks.first().map(|task| OwnedTask { id: task.id, input: task.input.to_vec() })
+                }
                 _ => None,
             })?;
             match first {
