@@ -220,6 +220,18 @@ async fn deep_out(links: u64) -> Node {
     Node::with_links(links as usize)
 }
 
+/// Returns a string of `len` bytes.
+#[polyloop::task]
+async fn big_out(len: u64) -> String {
+    "x".repeat(len as usize)
+}
+
+/// Takes a string and returns its length.
+#[polyloop::task]
+async fn big_in(text: String) -> u64 {
+    text.len() as u64
+}
+
 // ---------------------------------------------------------------------------------------------
 // Helpers.
 
@@ -890,6 +902,50 @@ async fn values_nested_past_the_limit_fail_their_task_and_nothing_else() -> anyh
     assert!(err.expect_err("past the limit").message().contains("limit of 1001 levels"));
     let err = within(PATIENCE, "501 out", pool.apply(deep_out, 501)).await;
     assert!(err.expect_err("past the limit").message().contains("limit of 1001 levels"));
+    within(PATIENCE, "close", pool.close()).await?;
+    Ok(())
+}
+
+/// The resident set of process `pid` in KiB, from `/proc` (Linux only).
+#[cfg(target_os = "linux")]
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read its status");
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("a VmRSS line");
+    line.split_whitespace().nth(1).and_then(|kib| kib.parse().ok()).expect("a number of KiB")
+}
+
+/// One large task, in either direction, must not keep its size allocated in the parent or the
+/// worker for the life of the pool: every buffer it passed through shrinks back.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn memory_returns_after_one_large_task() -> anyhow::Result<()> {
+    const LARGE: usize = 128 << 20;
+    let _serial = SERIAL.lock().await;
+    let pool = Pool::builder().processes(1).build().await?;
+    // Warm up both directions with a mid-size task, so the idle figure includes what any
+    // task leaves allocated.
+    let pid = within(PATIENCE, "whoami", pool.apply(whoami, 0)).await?;
+    assert_eq!(
+        within(PATIENCE, "warm-up", pool.apply(big_in, "y".repeat(1 << 20))).await?,
+        1 << 20
+    );
+    drop(within(PATIENCE, "warm-up", pool.apply(big_out, 1 << 20)).await?);
+    let (parent_idle, worker_idle) = (rss_kib(std::process::id()), rss_kib(pid));
+
+    let output = within(PATIENCE, "a large output", pool.apply(big_out, LARGE as u64)).await?;
+    assert_eq!(output.len(), LARGE);
+    drop(output);
+    let input = "z".repeat(LARGE);
+    assert_eq!(within(PATIENCE, "a large input", pool.apply(big_in, input)).await?, LARGE as u64);
+    // One more small task in each direction: the buffers shrink when the next frame comes.
+    assert_eq!(within(PATIENCE, "whoami", pool.apply(whoami, 0)).await?, pid, "same worker");
+
+    let grown = |idle: u64, now: u64| now.saturating_sub(idle) / 1024;
+    let (parent_mib, worker_mib) =
+        (grown(parent_idle, rss_kib(std::process::id())), grown(worker_idle, rss_kib(pid)));
+    eprintln!("after 128 MiB each way: parent +{parent_mib} MiB, worker +{worker_mib} MiB");
+    assert!(parent_mib < 16, "the parent kept {parent_mib} MiB of a {LARGE}-byte task");
+    assert!(worker_mib < 16, "the worker kept {worker_mib} MiB of a {LARGE}-byte task");
     within(PATIENCE, "close", pool.close()).await?;
     Ok(())
 }

@@ -456,7 +456,8 @@ async fn write_results<W: AsyncWrite + Unpin>(
         };
         if !full.is_empty() {
             writer.write_all(&full).await?;
-            full.clear();
+            // It swaps with the shared frames: trimming one trims both, in turn.
+            polyloop_wire::clear_and_trim(&mut full);
         }
         if !batch.is_empty() {
             // Cannot fail: push_locked kept the batch under both limits.

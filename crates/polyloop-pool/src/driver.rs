@@ -440,7 +440,8 @@ impl<'a> Driver<'a> {
                 self.killed_for_timeout = Some(Instant::now());
                 conn.proc.kill();
             }
-            self.out.clear();
+            // One large input must not keep its size allocated for the life of the worker.
+            polyloop_wire::clear_and_trim(&mut self.out);
         }
     }
 

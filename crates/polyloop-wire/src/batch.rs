@@ -8,7 +8,7 @@
 
 use std::marker::PhantomData;
 
-use crate::{FRAME_HEADER_LEN, Limits, Outcome, WireError, varint};
+use crate::{FRAME_HEADER_LEN, Limits, Outcome, WireError, clear_and_trim, varint};
 
 /// The variant tags of the batch messages, fixed by their position in the enums.
 const TASKS_TAG: u8 = 1;
@@ -62,7 +62,8 @@ impl Inner {
     }
 
     fn clear(&mut self) {
-        self.buf.clear();
+        // A batch that held one large item gives its memory back.
+        clear_and_trim(&mut self.buf);
         self.count = 0;
     }
 
@@ -217,5 +218,33 @@ impl Batch<Results> {
             }
         }
         written
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_gives_back_what_one_large_item_made_it_grow() {
+        let limits = Limits::default();
+        let mut batch = TaskBatch::default();
+        batch.push(0, 0, &vec![1; 2 * crate::KEEP_CAPACITY]);
+        let mut out = Vec::new();
+        batch.finish_into(&mut out, &limits).unwrap();
+        assert_eq!(batch.inner.buf.capacity(), 0, "the large batch's memory was given back");
+        // Small batches keep their buffer between frames.
+        batch.push(1, 0, &[1; 100]);
+        batch.finish_into(&mut out, &limits).unwrap();
+        assert!(batch.inner.buf.capacity() > 0, "a small batch's buffer is reused");
+        let mut results = ResultBatch::default();
+        let _ = results.push_ok_with(0, 2 * crate::KEEP_CAPACITY, |items| {
+            items.resize(items.len() + 2 * crate::KEEP_CAPACITY, 0);
+            Ok(())
+        });
+        let frame_len = results.finish(&limits).unwrap().len();
+        assert!(frame_len > 2 * crate::KEEP_CAPACITY);
+        results.clear();
+        assert_eq!(results.inner.buf.capacity(), 0);
     }
 }

@@ -1,14 +1,36 @@
 //! A read buffer that yields whole frames: the IO driver fills it, this finds the frames.
 
-use crate::{FRAME_HEADER_LEN, Limits, WireError, split_frame};
+use crate::{FRAME_HEADER_LEN, KEEP_CAPACITY, Limits, WireError, split_frame};
 
 /// The smallest read the buffer offers, so that one read syscall can fetch many small frames.
 const MIN_READ: usize = 64 * 1024;
+
+/// Empties `buf`, and gives its memory back when it grew past [`KEEP_CAPACITY`].
+///
+/// For write buffers that a large frame made grow: without it, one 200 MiB result would keep
+/// 200 MiB allocated for as long as the connection lives.
+///
+/// ```
+/// let mut out = vec![0u8; 8 << 20];
+/// polyloop_wire::clear_and_trim(&mut out);
+/// assert!(out.is_empty() && out.capacity() <= polyloop_wire::KEEP_CAPACITY);
+/// ```
+pub fn clear_and_trim(buf: &mut Vec<u8>) {
+    if buf.capacity() > KEEP_CAPACITY {
+        *buf = Vec::new();
+    } else {
+        buf.clear();
+    }
+}
 
 /// Accumulates bytes read from a peer and hands out complete frame payloads.
 ///
 /// Calling protocol: [`FrameBuffer::spare`] gives space to read into, [`FrameBuffer::filled`]
 /// records how much was read, then [`FrameBuffer::next_frame`] until it returns `Ok(None)`.
+///
+/// The buffer grows to hold the largest frame it is given, and shrinks back once that frame was
+/// handled and what is left fits in [`KEEP_CAPACITY`]: the next [`spare`](Self::spare) moves
+/// what is left into a small buffer.
 ///
 /// ```
 /// use polyloop_wire::{FrameBuffer, Limits, ToChild, encode_frame};
@@ -55,7 +77,14 @@ impl FrameBuffer {
             .filter(|&len| len <= self.limits.max_frame_len)
             .map_or(0, |len| FRAME_HEADER_LEN + len as usize);
         let wanted = frame_len.max(buffered + MIN_READ);
-        if self.buf.len() - self.start < wanted {
+        if self.buf.len() > KEEP_CAPACITY && wanted <= KEEP_CAPACITY {
+            // A large frame was handled: give its memory back.
+            let mut small = vec![0; wanted.max(MIN_READ)];
+            small[..buffered].copy_from_slice(&self.buf[self.start..self.end]);
+            self.buf = small;
+            self.start = 0;
+            self.end = buffered;
+        } else if self.buf.len() - self.start < wanted {
             // Move what is left to the front, then grow if that still is not enough.
             self.buf.copy_within(self.start..self.end, 0);
             self.start = 0;
@@ -141,6 +170,83 @@ mod tests {
             assert_eq!(seen, expected, "chunk {chunk}");
             assert_eq!(buffer.buffered(), 0);
         }
+    }
+
+    /// A Tasks frame of one task with `len` bytes of input, then `Cancel(vec![7])`.
+    fn large_then_small(len: usize) -> Vec<u8> {
+        let limits = Limits::default();
+        let mut batch = crate::TaskBatch::default();
+        batch.push(0, 0, &vec![0xab; len]);
+        let mut stream = Vec::new();
+        batch.finish_into(&mut stream, &limits).unwrap();
+        encode_frame(&ToChild::Cancel(vec![7]), &mut stream, &limits).unwrap();
+        stream
+    }
+
+    #[test]
+    fn shrinks_back_once_a_large_frame_was_handled() {
+        let limits = Limits::default();
+        let stream = large_then_small(3 * KEEP_CAPACITY);
+        let mut buffer = FrameBuffer::new(limits);
+        let mut rest = stream.as_slice();
+        let (mut seen, mut largest) = (Vec::new(), 0);
+        while !rest.is_empty() {
+            let spare = buffer.spare();
+            let n = spare.len().min(rest.len()).min(1 << 20);
+            spare[..n].copy_from_slice(&rest[..n]);
+            buffer.filled(n);
+            largest = largest.max(buffer.buf.len());
+            rest = &rest[n..];
+            while let Some(payload) = buffer.next_frame().unwrap() {
+                seen.push(match crate::decode_to_child(payload, &limits).unwrap() {
+                    ToChild::Tasks(tasks) => tasks[0].input.len(),
+                    ToChild::Cancel(ids) => ids.len(),
+                    other => panic!("unexpected {other:?}"),
+                });
+            }
+        }
+        assert_eq!(seen, [3 * KEEP_CAPACITY, 1]);
+        assert!(largest > 3 * KEEP_CAPACITY, "the large frame was buffered whole");
+        buffer.spare();
+        assert!(buffer.buf.len() <= KEEP_CAPACITY, "kept {} bytes", buffer.buf.len());
+
+        // Bytes of the next frame that arrived with the large one survive the move.
+        let stream = large_then_small(3 * KEEP_CAPACITY);
+        let split = stream.len() - 3;
+        let mut written = 0;
+        while written < split {
+            let spare = buffer.spare();
+            let n = spare.len().min(split - written);
+            spare[..n].copy_from_slice(&stream[written..written + n]);
+            buffer.filled(n);
+            written += n;
+        }
+        assert!(buffer.next_frame().unwrap().is_some());
+        assert!(buffer.next_frame().unwrap().is_none());
+        let spare = buffer.spare();
+        spare[..3].copy_from_slice(&stream[split..]);
+        buffer.filled(3);
+        assert!(buffer.buf.len() <= KEEP_CAPACITY);
+        let payload = buffer.next_frame().unwrap().expect("the small frame, whole");
+        assert_eq!(crate::decode_to_child(payload, &limits).unwrap(), ToChild::Cancel(vec![7]));
+    }
+
+    #[test]
+    fn a_steady_stream_of_frames_under_the_keep_size_reuses_the_buffer() {
+        let limits = Limits::default();
+        let stream = large_then_small(1 << 20).repeat(4);
+        let mut buffer = FrameBuffer::new(limits);
+        let mut sizes = Vec::new();
+        for piece in stream.chunks(64 << 10) {
+            let spare = buffer.spare();
+            spare[..piece.len()].copy_from_slice(piece);
+            buffer.filled(piece.len());
+            while buffer.next_frame().unwrap().is_some() {}
+            sizes.push(buffer.buf.as_ptr() as usize);
+        }
+        // After the first large frame sized it, the buffer is never reallocated.
+        let settled = &sizes[sizes.len() / 2..];
+        assert!(settled.windows(2).all(|w| w[0] == w[1]), "reallocated while steady");
     }
 
     #[test]

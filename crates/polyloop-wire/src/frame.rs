@@ -7,6 +7,13 @@ use crate::{PROTOCOL_VERSION, ToChild, ToParent, WireError};
 /// Bytes in a frame header (the payload length).
 pub const FRAME_HEADER_LEN: usize = 4;
 
+/// How much memory a buffer keeps once the large frame that made it grow was handled: read and
+/// write buffers and batches shrink back to at most this, so that one large task does not keep
+/// its size allocated for the life of the connection. Room for a batch of many small tasks, or a
+/// 1 MiB result with its doubling slack, so that a steady stream of such frames reuses its
+/// buffers instead of allocating (and page-faulting) a fresh one for each frame.
+pub const KEEP_CAPACITY: usize = 4 << 20;
+
 /// The limits both sides enforce on what they decode; the parent sends its own in the handshake.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {

@@ -51,11 +51,11 @@ mod varint;
 
 pub use batch::{Batch, BatchKind, ResultBatch, Results, TaskBatch, Tasks};
 pub use bootstrap::{ENV_PARENT_PID, ENV_WORKER_FD};
-pub use buffer::FrameBuffer;
+pub use buffer::{FrameBuffer, clear_and_trim};
 pub use depth::{DEFAULT_MAX_NESTING, DecodeError, decode_value};
 pub use error::WireError;
 pub use frame::{
-    FRAME_HEADER_LEN, Limits, decode_to_child, decode_to_parent, encode_frame,
+    FRAME_HEADER_LEN, KEEP_CAPACITY, Limits, decode_to_child, decode_to_parent, encode_frame,
     peek_protocol_version, split_frame,
 };
 pub use message::{
