@@ -633,8 +633,10 @@ async fn task_lost_with_a_blocked_worker_is_retried() -> anyhow::Result<()> {
     block_a_worker(1).await
 }
 
-/// Item 3: a task blocks its worker's thread past the timeout, while a younger task waits in the
-/// same worker and another in the parent's queue.
+/// Item 3: a task blocks its worker's thread past the timeout, while two others wait in the same
+/// worker (one sent just after it, so it too is older than the timeout when the worker is killed,
+/// and one sent shortly before the kill) and another in the parent's queue. Only the task that
+/// blocked is a timeout: the others are innocent, lost with their worker or retried.
 async fn block_a_worker(retries: u32) -> anyhow::Result<()> {
     let _serial = SERIAL.lock().await;
     let probe = Probe::new()?;
@@ -644,7 +646,7 @@ async fn block_a_worker(retries: u32) -> anyhow::Result<()> {
     let kill_after = 2 * timeout + Duration::from_secs(1);
     let pool = Pool::builder()
         .processes(1)
-        .child_concurrency(2)
+        .child_concurrency(3)
         .prefetch(0)
         .task_timeout(timeout)
         .retries(retries)
@@ -653,6 +655,9 @@ async fn block_a_worker(retries: u32) -> anyhow::Result<()> {
     let sent = Instant::now();
     let spinning = pool.submit(spin, probe.addr());
     let blocked = probe.started(1).await?[0].pid;
+    // Sent while `spin` blocks the worker's thread: it waits there for longer than the timeout,
+    // through no fault of its own.
+    let elder = pool.submit(whoami, 0);
 
     // A task that reaches the blocked worker well within the timeout before the kill did not
     // overrun: it is lost with its worker (or retried). The sleep picks that moment; it waits
@@ -668,14 +673,17 @@ async fn block_a_worker(retries: u32) -> anyhow::Result<()> {
     assert_eq!(pid_named_in(&err), Some(blocked), "{err}");
     let replacement = within(PATIENCE, "the queued task", queued).await?;
     assert_ne!(replacement, blocked, "a replacement ran the queued task");
-    if retries == 0 {
-        let err = failure_by(deadline, young).await;
-        assert!(err.is_worker_lost(), "the young task was lost with its worker: {err}");
-        assert!(err.message().contains(&format!("pid {blocked}")), "{err}");
-        assert!(err.message().contains("SIGKILL"), "{err}");
-    } else {
-        let pid = within(PATIENCE, "the retried task", young).await?;
-        assert_eq!(pid, replacement, "the young task ran again on the replacement");
+    for (which, innocent) in [("elder", elder), ("young", young)] {
+        if retries == 0 {
+            let err = failure_by(deadline, innocent).await;
+            assert!(err.is_worker_lost(), "the {which} task was lost with its worker: {err}");
+            assert!(err.message().contains(&format!("pid {blocked}")), "{err}");
+            assert!(err.message().contains("SIGKILL"), "{err}");
+            assert!(err.message().contains("another of its tasks ran longer"), "{err}");
+        } else {
+            let pid = within(PATIENCE, "the retried task", innocent).await?;
+            assert_eq!(pid, replacement, "the {which} task ran again on the replacement");
+        }
     }
     assert!(!alive(blocked), "the blocked worker was reaped");
     let stats = pool.stats();

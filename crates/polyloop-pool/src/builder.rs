@@ -135,7 +135,9 @@ impl PoolBuilder {
     }
 
     /// Cancel a task in its worker when it runs longer than this. A task that blocks its thread
-    /// cannot be cancelled: its worker is killed and replaced after a grace period.
+    /// cannot be cancelled: its worker is killed and replaced after a grace period. That task
+    /// fails with [`TaskError::is_timeout`](crate::TaskError::is_timeout); the other tasks the
+    /// worker held fail with `is_worker_lost()` or, under [`retries`](Self::retries), run again.
     pub fn task_timeout(mut self, timeout: std::time::Duration) -> Self {
         self.config.task_timeout = Some(timeout);
         self

@@ -128,8 +128,9 @@ struct Driver<'a> {
     out: Vec<u8>,
     /// Send order, for the watchdog: (id, sent_at). Entries of answered tasks are skipped.
     sends: VecDeque<(u64, Instant)>,
-    /// Set when the watchdog killed the worker: tasks older than this ran past the timeout.
-    killed_for_timeout: Option<Instant>,
+    /// Set when the watchdog killed the worker: the task that ran past its timeout. Only that one
+    /// fails as a timeout; the others it held were innocent and are lost or retried.
+    overran: Option<u64>,
     /// Why the worker is considered broken, when it sent something invalid.
     broken: Option<String>,
     /// The last task looked up in the worker's registry: consecutive tasks are usually alike.
@@ -165,7 +166,7 @@ impl<'a> Driver<'a> {
             batch: TaskBatch::default(),
             out: Vec::new(),
             sends: VecDeque::new(),
-            killed_for_timeout: None,
+            overran: None,
             broken: None,
             last_task: None,
             unpublished: Unpublished::default(),
@@ -211,7 +212,7 @@ impl<'a> Driver<'a> {
             }
             let able = !retiring
                 && !shutdown_sent
-                && self.killed_for_timeout.is_none()
+                && self.overran.is_none()
                 && self.broken.is_none()
                 && self.n_in_flight < self.credit();
             let can_take = able && !self.over_share();
@@ -252,10 +253,7 @@ impl<'a> Driver<'a> {
                     }
                     None => queue_open = false,
                 },
-                () = sleep_until_opt(deadline) => {
-                    self.killed_for_timeout = Some(Instant::now());
-                    conn.proc.kill();
-                }
+                () = sleep_until_opt(deadline) => self.kill_for_timeout(&conn),
             }
         }
     }
@@ -437,8 +435,7 @@ impl<'a> Driver<'a> {
                 }
             };
             if stuck {
-                self.killed_for_timeout = Some(Instant::now());
-                conn.proc.kill();
+                self.kill_for_timeout(conn);
             }
             // One large input must not keep its size allocated for the life of the worker.
             polyloop_wire::clear_and_trim(&mut self.out);
@@ -573,7 +570,7 @@ impl<'a> Driver<'a> {
     /// to one timeout) plus the grace period.
     fn next_deadline(&mut self) -> Option<Instant> {
         let timeout = self.shared.config.task_timeout?;
-        if self.killed_for_timeout.is_some() {
+        if self.overran.is_some() {
             return None;
         }
         while let Some(&(id, sent_at)) = self.sends.front() {
@@ -587,31 +584,38 @@ impl<'a> Driver<'a> {
         None
     }
 
+    /// The oldest unanswered task passed its deadline: the worker is stuck in it. Kills the
+    /// worker and remembers that task as the one to blame.
+    fn kill_for_timeout(&mut self, conn: &Connection) {
+        if self.next_deadline().is_some() {
+            // `next_deadline` left the oldest live task at the front.
+            self.overran = self.sends.front().map(|&(id, _)| id);
+        }
+        conn.proc.kill();
+    }
+
     /// The worker is gone: its tasks are queued again if they have retries left, else failed.
     fn fail_all(&mut self, status: &str) {
-        let reason = match &self.broken {
-            Some(why) => {
-                format!("worker {} (pid {}) was killed because {why}", self.worker_idx, self.pid)
-            }
-            None => format!("worker {} (pid {}) died: {status}", self.worker_idx, self.pid),
+        let timeout = self.shared.config.task_timeout.unwrap_or_default();
+        let (idx, pid) = (self.worker_idx, self.pid);
+        let reason = match (&self.broken, self.overran) {
+            (Some(why), _) => format!("worker {idx} (pid {pid}) was killed because {why}"),
+            (None, Some(_)) => format!(
+                "worker {idx} (pid {pid}) was killed ({status}) because another of its tasks ran \
+                 longer than {timeout:?} without yielding"
+            ),
+            (None, None) => format!("worker {idx} (pid {pid}) died: {status}"),
         };
-        let timeout = self.shared.config.task_timeout;
         let mut retry = Vec::new();
         // In the order they were sent, so retried tasks queue again in their order.
-        for Sent { mut job, sent_at, .. } in self.in_flight.drain() {
+        for (id, Sent { mut job, .. }) in self.in_flight.drain() {
             self.release();
             let name = job.key.name;
-            let overran = match (self.killed_for_timeout, timeout) {
-                (Some(killed_at), Some(timeout)) => killed_at.duration_since(sent_at) >= timeout,
-                _ => false,
-            };
-            if overran {
+            if self.overran == Some(id) {
                 self.slot.counters.failed.fetch_add(1, Ordering::Relaxed);
                 let msg = format!(
-                    "ran longer than {:?} without yielding; worker {} (pid {}) was killed",
-                    timeout.unwrap_or_default(),
-                    self.worker_idx,
-                    self.pid
+                    "ran longer than {timeout:?} without yielding; worker {idx} (pid {pid}) was \
+                     killed"
                 );
                 self.shared.resolve(job, Err(TaskError::new(Kind::Timeout, name, msg)));
             } else if job.retries < self.shared.config.retries && !job.reply.is_closed() {
@@ -633,7 +637,7 @@ impl Drop for Driver<'_> {
     /// A driver dropped with tasks in flight was aborted (the pool was dropped): its tasks are
     /// resolved here, so that no waiter (a stream keeps its channel open) waits forever.
     fn drop(&mut self) {
-        for entry in self.in_flight.drain() {
+        for (_, entry) in self.in_flight.drain() {
             let name = entry.job.key.name;
             let err = TaskError::new(Kind::Cancelled, name, "the pool was dropped");
             self.shared.resolve(entry.job, Err(err));

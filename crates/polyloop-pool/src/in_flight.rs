@@ -53,10 +53,10 @@ impl<T> InFlight<T> {
 
     /// Takes every task out, in the order they were inserted. Ids given later still count up
     /// from where they were.
-    pub(crate) fn drain(&mut self) -> Vec<T> {
+    pub(crate) fn drain(&mut self) -> Vec<(u64, T)> {
         let mut tasks: Vec<(u64, T)> = self.tasks.drain().collect();
         tasks.sort_unstable_by_key(|&(id, _)| id);
-        tasks.into_iter().map(|(_, task)| task).collect()
+        tasks
     }
 
     #[cfg(test)]
@@ -133,7 +133,8 @@ mod tests {
             assert_eq!(ids[*task as usize], id);
             *task += 1000;
         }
-        assert_eq!(table.drain(), (1000..1100).collect::<Vec<_>>(), "in the order inserted");
+        let expected: Vec<(u64, u64)> = ids.iter().copied().zip(1000..1100).collect();
+        assert_eq!(table.drain(), expected, "in the order inserted, with their ids");
         assert_eq!(table.len(), 0);
         assert_eq!(table.insert(7), 100);
     }
