@@ -113,7 +113,7 @@ async fn version_mismatch_fails_build() {
 #[tokio::test]
 async fn exit_before_handshake_fails_build() {
     let err = build_error(fake_pool("exit")).await;
-    let PoolError::NotAWorker { pid, status } = &err else {
+    let PoolError::NotAWorker { pid, status, .. } = &err else {
         panic!("expected NotAWorker, got {err:?}");
     };
     assert_eq!(status, "exit code 7");
@@ -127,7 +127,7 @@ async fn exit_before_handshake_fails_build() {
 #[tokio::test]
 async fn exit_with_welcome_unread_fails_build() {
     let err = build_error(fake_pool("exit-unread")).await;
-    let PoolError::NotAWorker { pid, status } = &err else {
+    let PoolError::NotAWorker { pid, status, .. } = &err else {
         panic!("expected NotAWorker, got {err:?}");
     };
     assert_eq!(status, "exit code 7");
@@ -185,6 +185,39 @@ async fn oversized_header_is_not_allocated() {
     assert_killed_for(&err, pid, "exceeds the limit");
     let grown_mib = (peak_rss_kib() - before) / 1024;
     assert!(grown_mib < 64, "the peak RSS of the parent grew by {grown_mib} MiB");
+}
+
+/// Before the handshake only a small frame is accepted: a Hello header announcing 200 MiB (under
+/// the limit for later frames) fails the build at once, with nothing allocated for it.
+#[tokio::test]
+async fn a_huge_frame_before_the_handshake_is_refused() {
+    let before = peak_rss_kib();
+    let err = build_error(fake_pool("huge-hello")).await;
+    let PoolError::Handshake { pid, .. } = &err else {
+        panic!("expected a handshake error, got {err:?}");
+    };
+    let text = chain(&err);
+    assert!(text.contains("exceeds the limit"), "{text}");
+    assert_reaped(*pid);
+    let grown_mib = (peak_rss_kib() - before) / 1024;
+    assert!(grown_mib < 64, "the peak RSS of the parent grew by {grown_mib} MiB");
+}
+
+/// A worker that completed its handshake and then neither answers nor beats (stopped, wedged,
+/// or a peer that ignores the heartbeat socket) is declared dead after the heartbeat timeout,
+/// although no task timeout is set: its task is lost, not left waiting forever.
+#[tokio::test]
+async fn a_worker_that_stops_beating_is_killed() {
+    let builder = fake_pool("mute").heartbeat_timeout(Some(Duration::from_secs(1)));
+    let pool = bounded("build()", builder.build()).await.expect("the handshake is valid");
+    let pid = pool.stats().workers[0].pid;
+    let err = bounded("the task", pool.apply(double, 21)).await.expect_err("the task succeeded");
+    assert!(err.is_worker_lost(), "expected a lost worker, got {err:?}");
+    let msg = err.message();
+    assert!(msg.contains(&format!("pid {pid}")), "{msg}");
+    assert!(msg.contains("no heartbeat for 1s"), "{msg}");
+    assert_reaped(pid);
+    drop(pool);
 }
 
 #[tokio::test]

@@ -39,7 +39,7 @@ mod process;
 mod registry;
 mod worker;
 
-pub use process::{run_worker_process, worker_hook};
+pub use process::{Inherited, run_worker_process, worker_hook};
 pub use registry::{Failure, Registry, RunFn, RunningTask, TASKS, TaskEntry, TaskFuture};
 pub use worker::{WorkerError, serve};
 

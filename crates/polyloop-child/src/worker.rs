@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use polyloop_wire::{
     FrameBuffer, Hello, Limits, Outcome, PROTOCOL_VERSION, RemoteError, ResultBatch, ToChild,
-    ToParent, Welcome, WireError, decode_to_child, encode_frame,
+    ToParent, Welcome, WireError, WorkerExit, decode_to_child, encode_frame,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
@@ -52,6 +52,39 @@ pub enum WorkerError {
     /// The initializer failed; the parent was told why.
     #[error("the initializer failed: {0}")]
     Initializer(RemoteError),
+    /// A variable the parent sets for its workers is malformed.
+    #[error("{0}")]
+    Environment(String),
+    /// A descriptor the parent named is not an open socket.
+    #[error("{0}")]
+    Socket(String),
+    /// This process's parent is not the one that started it as a worker: that one has exited.
+    #[error(
+        "the pool's process {parent} exited before this worker started (its parent is now {actual})"
+    )]
+    Orphaned {
+        /// The pid the parent announced.
+        parent: i32,
+        /// This process's parent now.
+        actual: i32,
+    },
+    /// The parent sent no Welcome in time.
+    #[error("the parent sent no Welcome within {0:?}")]
+    NoWelcome(Duration),
+}
+
+impl WorkerError {
+    /// The exit status a worker process ends with after this error.
+    pub fn exit(&self) -> WorkerExit {
+        match self {
+            WorkerError::Io(_) | WorkerError::Wire(_) => WorkerExit::Failed,
+            WorkerError::Initializer(_) => WorkerExit::InitializerFailed,
+            WorkerError::Environment(_) => WorkerExit::BadEnvironment,
+            WorkerError::Socket(_) => WorkerExit::BadSocket,
+            WorkerError::Orphaned { .. } => WorkerExit::Orphaned,
+            WorkerError::NoWelcome(_) => WorkerExit::NoWelcome,
+        }
+    }
 }
 
 /// Serves one parent over `io` until it sends `Shutdown` (after which the tasks in flight finish
@@ -63,7 +96,7 @@ where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
     let (mut reader, writer) = tokio::io::split(io);
-    let mut frames = FrameBuffer::new(Limits::default());
+    let mut frames = FrameBuffer::new(Limits::HANDSHAKE);
     let welcome = match read_welcome(&mut reader, &mut frames).await? {
         Welcomed::Welcome(welcome) => welcome,
         Welcomed::ParentGone => return Ok(()),
@@ -77,6 +110,7 @@ where
 }
 
 /// What the first frame from the parent said.
+#[derive(Debug)]
 pub(crate) enum Welcomed {
     Welcome(Welcome),
     ParentGone,

@@ -48,7 +48,12 @@ pub(crate) struct Config {
     pub(crate) handshake_timeout: Duration,
     pub(crate) busy_poll: Duration,
     pub(crate) max_nesting: u32,
+    /// `None`: the pool does not watch its workers' liveness.
+    pub(crate) heartbeat_timeout: Option<Duration>,
 }
+
+/// How long a worker may go without a heartbeat before it is declared dead, by default.
+pub const DEFAULT_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The most tasks the adaptive prefetch lets a worker hold beyond its concurrency.
 pub(crate) const MAX_ADAPTIVE_PREFETCH: usize = 2048;
@@ -93,6 +98,7 @@ impl Default for PoolBuilder {
                 handshake_timeout: Duration::from_secs(30),
                 busy_poll: Duration::ZERO,
                 max_nesting: polyloop_wire::DEFAULT_MAX_NESTING,
+                heartbeat_timeout: Some(DEFAULT_HEARTBEAT_TIMEOUT),
             },
             scheduler: Box::new(RoundRobin::default()),
             init_error: None,
@@ -246,6 +252,34 @@ impl PoolBuilder {
     /// ```
     pub fn max_nesting(mut self, levels: u32) -> Self {
         self.config.max_nesting = levels;
+        self
+    }
+
+    /// How long a worker may go without proving that it is alive before it is declared dead
+    /// (default [`DEFAULT_HEARTBEAT_TIMEOUT`], 5 s); `None` turns the watch off.
+    ///
+    /// A thread of each worker, apart from its tasks, writes one byte to a socket of its own a
+    /// few times per timeout (every second by default; at most every 10 ms). So a worker busy
+    /// with a long CPU-bound task, or whose thread a task blocks, still proves it is alive, while
+    /// a process that is stopped (SIGSTOP, a debugger), swapped out for that long or otherwise
+    /// wedged is found within the timeout plus a second, even when no
+    /// [`task_timeout`](Self::task_timeout) is set. The pool kills such a worker and starts
+    /// another; its tasks fail with [`is_worker_lost()`](crate::TaskError::is_worker_lost), or
+    /// run again under [`retries`](Self::retries). The cost: one wake-up per beat in each
+    /// worker's watch thread and in the pool's thread that checks it, and one more socket per
+    /// worker.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), polyloop_pool::PoolError> {
+    /// use std::time::Duration;
+    /// let pool = polyloop_pool::Pool::builder()
+    ///     .heartbeat_timeout(Some(Duration::from_secs(30))) // e.g. while a debugger may stop workers
+    ///     .build()
+    ///     .await?;
+    /// # drop(pool); Ok(()) }
+    /// ```
+    pub fn heartbeat_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.config.heartbeat_timeout = timeout;
         self
     }
 

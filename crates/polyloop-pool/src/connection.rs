@@ -12,6 +12,7 @@ use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 
 use crate::PoolError;
 use crate::builder::Config;
+use crate::liveness::Heartbeat;
 use crate::process::{WorkerProc, WorkerProgram, spawn_worker};
 
 /// The tasks a worker announced: name to (registry index, fingerprint).
@@ -46,6 +47,8 @@ pub(crate) struct Connection {
     pub(crate) frames: FrameBuffer,
     pub(crate) registry: Arc<RemoteRegistry>,
     pub(crate) limits: Limits,
+    /// The worker's heartbeat, when the pool watches its liveness.
+    pub(crate) heartbeat: Option<Heartbeat>,
 }
 
 /// Spawns the worker for slot `worker_idx` and completes its handshake. `on_spawn` sees the
@@ -59,11 +62,10 @@ pub(crate) async fn connect(
         Some(program) => program.clone(),
         None => WorkerProgram::current()?,
     };
-    let (proc, stream) = spawn_worker(&program).map_err(|source| PoolError::Spawn {
-        program: program.path.display().to_string(),
-        source,
+    let spawned = spawn_worker(&program, config.heartbeat_timeout).map_err(|source| {
+        PoolError::Spawn { program: program.path.display().to_string(), source }
     })?;
-    let proc = Arc::new(proc);
+    let (proc, stream) = (Arc::new(spawned.proc), spawned.stream);
     on_spawn(&proc);
     let pid = proc.pid();
     let handshake = async {
@@ -89,7 +91,9 @@ pub(crate) async fn connect(
             .map_err(|source| PoolError::Handshake { pid, source })?;
         // A worker that exits at once closes the socket: the write may fail, the read tells why.
         let _ = writer.write_all(&out).await;
-        let mut frames = FrameBuffer::new(limits);
+        // Until the Hello is in, a header that announces more than a handshake needs is refused
+        // before anything is allocated for it.
+        let mut frames = FrameBuffer::new(Limits::HANDSHAKE);
         loop {
             if frames.has_frame().map_err(|source| PoolError::Handshake { pid, source })? {
                 break;
@@ -99,12 +103,16 @@ pub(crate) async fn connect(
             let n = reader.read(frames.spare()).await.unwrap_or(0);
             if n == 0 {
                 let status = proc.reap(config.kill_grace).await;
-                return Err(PoolError::NotAWorker { pid, status });
+                return Err(PoolError::NotAWorker {
+                    pid,
+                    status: status.clone(),
+                    hint: not_a_worker_hint(&status, config.program.is_some()),
+                });
             }
             frames.filled(n);
         }
         let payload = frames.next_frame().ok().flatten().unwrap_or_default();
-        let hello = match decode_to_parent(payload, &limits) {
+        let hello = match decode_to_parent(payload, &Limits::HANDSHAKE) {
             Ok(ToParent::Hello(hello)) => hello,
             Ok(ToParent::Results(_)) => {
                 let source = polyloop_wire::WireError::Unexpected("results before the handshake");
@@ -128,7 +136,13 @@ pub(crate) async fn connect(
             conflicts.sort();
             return Err(PoolError::RegistryMismatch { pid, tasks: conflicts });
         }
+        frames.set_limits(limits);
+        let heartbeat = match (spawned.heartbeat, config.heartbeat_timeout) {
+            (Some(beats), Some(timeout)) => Some(Heartbeat::new(beats, timeout)?),
+            _ => None,
+        };
         Ok(Connection {
+            heartbeat,
             proc: Arc::clone(&proc),
             reader,
             writer,
@@ -147,4 +161,40 @@ pub(crate) async fn connect(
         proc.kill_and_reap();
     }
     result
+}
+
+/// What to tell a user whose worker ended before its handshake with `status`: what the status
+/// says, if it is one a polyloop worker exits with, else what the program must do to become a
+/// worker (`custom`: a program given to `worker_program` rather than this one re-executed).
+fn not_a_worker_hint(status: &str, custom: bool) -> String {
+    let exit = status
+        .strip_prefix("exit code ")
+        .and_then(|code| code.parse().ok())
+        .and_then(polyloop_wire::WorkerExit::from_code);
+    match (exit, custom) {
+        (Some(exit), _) => format!("{}; its stderr says more", exit.meaning()),
+        (None, true) => "the worker program is not a polyloop worker, or failed before it served: \
+             it must call polyloop::init() first in main (or use #[polyloop::main]), or \
+             polyloop_child::worker_hook() in a worker built without the facade"
+            .to_owned(),
+        (None, false) => "this program, started as a worker, ran something else: a program that \
+             starts a pool must call polyloop::init() first in main, use #[polyloop::main], or \
+             define a #[polyloop::task]; a parent built on polyloop-pool alone needs \
+             .worker_program(...) naming a worker binary"
+            .to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::not_a_worker_hint;
+
+    #[test]
+    fn the_hint_fits_how_the_worker_ended() {
+        assert!(not_a_worker_hint("exit code 71", false).contains("no socket"));
+        assert!(not_a_worker_hint("exit code 72", true).contains("parent"));
+        assert!(not_a_worker_hint("exit code 0", true).contains("not a polyloop worker"));
+        assert!(not_a_worker_hint("killed by signal 6 (SIGABRT)", false).contains("init()"));
+        assert!(not_a_worker_hint("exit code 1", false).contains(".worker_program"));
+    }
 }

@@ -199,6 +199,9 @@ impl<'a> Driver<'a> {
     async fn run(mut self, mut conn: Connection) -> End {
         let mut queue_open = true;
         let mut shutdown_sent = false;
+        // One timer for the life of the driver, reset once per beat: not one per wake-up.
+        let beat_period = conn.heartbeat.as_ref().map_or(Duration::MAX, |beat| beat.period());
+        let mut next_check = std::pin::pin!(tokio::time::sleep(beat_period));
         loop {
             self.publish();
             let retiring = !queue_open || self.budget_left() == 0;
@@ -254,7 +257,24 @@ impl<'a> Driver<'a> {
                     None => queue_open = false,
                 },
                 () = sleep_until_opt(deadline) => self.kill_for_timeout(&conn),
+                () = &mut next_check, if conn.heartbeat.is_some() && self.broken.is_none() => {
+                    self.check_heartbeat(&mut conn);
+                    next_check.as_mut().reset(Instant::now() + beat_period);
+                }
             }
+        }
+    }
+
+    /// Kills the worker if it stopped beating: the process is stopped or wedged, whatever its
+    /// tasks are doing.
+    fn check_heartbeat(&mut self, conn: &mut Connection) {
+        let Some(heartbeat) = conn.heartbeat.as_mut() else { return };
+        if !heartbeat.alive(std::time::Instant::now()) {
+            self.broken = Some(format!(
+                "it sent no heartbeat for {:?}: the process was stopped or is wedged",
+                heartbeat.timeout()
+            ));
+            conn.proc.kill();
         }
     }
 

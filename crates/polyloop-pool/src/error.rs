@@ -169,15 +169,14 @@ pub enum PoolError {
         source: std::io::Error,
     },
     /// A worker exited or closed its socket before completing the handshake.
-    #[error(
-        "worker {pid} ended before its handshake ({status}); a program that starts a pool must \
-         call polyloop::init() first, use #[polyloop::main], or define a #[polyloop::task]"
-    )]
+    #[error("worker {pid} ended before its handshake ({status}): {hint}")]
     NotAWorker {
         /// The worker's pid.
         pid: u32,
         /// How it ended.
         status: String,
+        /// What the way it ended suggests.
+        hint: String,
     },
     /// The worker speaks another protocol version, or sent garbage in the handshake.
     #[error("handshake with worker {pid} failed")]

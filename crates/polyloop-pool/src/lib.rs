@@ -31,6 +31,7 @@ mod driver;
 mod error;
 mod in_flight;
 mod job;
+mod liveness;
 mod pool;
 mod process;
 mod queue;
@@ -38,7 +39,7 @@ mod scheduler;
 mod stats;
 mod stream;
 
-pub use builder::PoolBuilder;
+pub use builder::{DEFAULT_HEARTBEAT_TIMEOUT, PoolBuilder};
 pub use error::{PoolError, TaskError};
 pub use pool::{Pool, SpawnError, TaskHandle, spawn};
 pub use scheduler::{LeastLoaded, QueueLoads, RoundRobin, Scheduler};

@@ -1,17 +1,23 @@
-//! Starting a worker process with its socket, and reaping it exactly once.
+//! Starting a worker process with its sockets, and reaping it exactly once.
 
-use std::ffi::OsString;
-use std::os::fd::AsRawFd;
+use std::ffi::{CString, OsStr, OsString};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use nix::fcntl::{FcntlArg, FdFlag, fcntl};
+use nix::spawn::{
+    PosixSpawnAttr, PosixSpawnFileActions, PosixSpawnFlags, posix_spawn, posix_spawnp,
+};
+use nix::sys::signal::{SigSet, Signal, kill};
 use nix::sys::socket::{setsockopt, sockopt};
-use polyloop_wire::{ENV_PARENT_PID, ENV_WORKER_FD};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+use polyloop_wire::{
+    ENV_HEARTBEAT_FD, ENV_HEARTBEAT_MS, ENV_PARENT_PID, ENV_WORKER_FD, heartbeat_interval,
+};
 
 /// Socket buffers large enough that a batch of big results moves in few system calls.
 const SOCKET_BUFFER: usize = 4 << 20;
@@ -35,44 +41,109 @@ impl WorkerProgram {
     }
 }
 
-/// Serializes our own spawns: the child's end of the socket is inheritable only while one of them
-/// runs, so two concurrent spawns must not pass each other's sockets on.
-static SPAWN_LOCK: Mutex<()> = Mutex::new(());
+/// A started worker and the parent's ends of its sockets.
+#[derive(Debug)]
+pub(crate) struct Spawned {
+    pub(crate) proc: WorkerProc,
+    pub(crate) stream: UnixStream,
+    /// Where the worker beats, when the pool watches its liveness.
+    pub(crate) heartbeat: Option<UnixStream>,
+}
 
-/// Starts a worker and returns it with the parent's end of its socket.
+/// Starts a worker with its socket and, given a heartbeat timeout, a second socket to beat on.
 ///
-/// The child's end is handed over by clearing its close-on-exec flag for this one spawn, not with
-/// `pre_exec`, which would push std off its fast `posix_spawn`/vfork path.
-pub(crate) fn spawn_worker(program: &WorkerProgram) -> std::io::Result<(WorkerProc, UnixStream)> {
+/// The worker's ends reach it through `posix_spawn` file actions that `dup2` them to new numbers
+/// in the child alone: the parent's copies stay close-on-exec throughout, so a program that
+/// another thread starts at the same moment inherits none of them. (Clearing close-on-exec for
+/// the spawn instead would leak them to such a program, which would then hold the worker's
+/// channel open after the worker died.) `posix_spawn` is also the fast way to start a process:
+/// no copy of the parent's address space.
+pub(crate) fn spawn_worker(
+    program: &WorkerProgram,
+    heartbeat: Option<Duration>,
+) -> std::io::Result<Spawned> {
     let (parent_end, child_end) = UnixStream::pair()?;
     for end in [&parent_end, &child_end] {
         // Best effort: the kernel caps the size at its configured maximum.
         let _ = setsockopt(end, sockopt::SndBuf, &SOCKET_BUFFER);
         let _ = setsockopt(end, sockopt::RcvBuf, &SOCKET_BUFFER);
     }
-    let mut command = Command::new(&program.path);
-    command
-        .args(&program.args)
-        .env(ENV_WORKER_FD, child_end.as_raw_fd().to_string())
-        .env(ENV_PARENT_PID, std::process::id().to_string())
-        // Terminal signals (Ctrl-C) go to the parent only; it decides when workers stop.
-        .process_group(0);
-    let child = {
-        let _guard = SPAWN_LOCK.lock().unwrap_or_else(PoisonError::into_inner);
-        fcntl(&child_end, FcntlArg::F_SETFD(FdFlag::empty()))?;
-        let spawned = command.spawn();
-        drop(child_end);
-        spawned?
+    let beat =
+        heartbeat.map(|timeout| UnixStream::pair().map(|ends| (ends, timeout))).transpose()?;
+
+    // The child's numbers lie above every descriptor passed, so no dup2 overwrites the source of
+    // another. dup2 clears close-on-exec on the new number only.
+    let sources: Vec<RawFd> = std::iter::once(child_end.as_raw_fd())
+        .chain(beat.as_ref().map(|((_, child), _)| child.as_raw_fd()))
+        .collect();
+    let first = sources.iter().max().map_or(3, |max| max + 1);
+    let mut actions = PosixSpawnFileActions::init()?;
+    for (target, &source) in (first..).zip(&sources) {
+        actions.add_dup2(source, target)?;
+    }
+    let mut ours =
+        vec![(ENV_WORKER_FD, first.to_string()), (ENV_PARENT_PID, std::process::id().to_string())];
+    if let Some((_, timeout)) = &beat {
+        ours.push((ENV_HEARTBEAT_FD, (first + 1).to_string()));
+        ours.push((ENV_HEARTBEAT_MS, heartbeat_interval(*timeout).as_millis().to_string()));
+    }
+    let env: Vec<CString> = std::env::vars_os()
+        .filter(|(name, _)| !ours.iter().any(|(ours, _)| name == ours))
+        .map(|(name, value)| env_entry(&name, &value))
+        .chain(ours.iter().map(|(name, value)| env_entry(OsStr::new(name), OsStr::new(value))))
+        .collect::<Result<_, _>>()?;
+    let args: Vec<CString> = std::iter::once(program.path.as_os_str())
+        .chain(program.args.iter().map(OsString::as_os_str))
+        .map(c_string)
+        .collect::<Result<_, _>>()?;
+
+    let mut attr = PosixSpawnAttr::init()?;
+    // Terminal signals (Ctrl-C) go to the parent only (the worker gets a process group of its
+    // own); it decides when workers stop. As std's spawn does: no blocked signals, and SIGPIPE
+    // at its default, since Rust programs ignore it.
+    attr.set_flags(
+        PosixSpawnFlags::POSIX_SPAWN_SETPGROUP
+            | PosixSpawnFlags::POSIX_SPAWN_SETSIGMASK
+            | PosixSpawnFlags::POSIX_SPAWN_SETSIGDEF,
+    )?;
+    attr.set_pgroup(Pid::from_raw(0))?;
+    attr.set_sigmask(&SigSet::empty())?;
+    let mut default = SigSet::empty();
+    default.add(Signal::SIGPIPE);
+    attr.set_sigdefault(&default)?;
+
+    // A bare name is looked up in PATH, as `Command` does; a path is taken as it is.
+    let pid = match program.path.as_os_str().as_bytes().contains(&b'/') {
+        true => posix_spawn(program.path.as_path(), &actions, &attr, &args, &env)?,
+        false => posix_spawnp(&args[0], &actions, &attr, &args, &env)?,
     };
-    Ok((WorkerProc { pid: child.id(), child: Mutex::new(Some(child)) }, parent_end))
+    drop(child_end);
+    Ok(Spawned {
+        proc: WorkerProc { pid: pid.as_raw() as u32, running: Mutex::new(true) },
+        stream: parent_end,
+        heartbeat: beat.map(|((parent, _), _)| parent),
+    })
+}
+
+fn c_string(text: &OsStr) -> std::io::Result<CString> {
+    CString::new(text.as_bytes()).map_err(|_| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, "a NUL byte in an argument")
+    })
+}
+
+fn env_entry(name: &OsStr, value: &OsStr) -> std::io::Result<CString> {
+    let mut entry = name.to_owned();
+    entry.push("=");
+    entry.push(value);
+    c_string(&entry)
 }
 
 /// A worker process, reaped exactly once by whoever gets to it first.
 #[derive(Debug)]
 pub(crate) struct WorkerProc {
     pid: u32,
-    /// `None` once reaped, so the pid is never signalled after it may have been reused.
-    child: Mutex<Option<Child>>,
+    /// `false` once reaped, so the pid is never signalled after it may have been reused.
+    running: Mutex<bool>,
 }
 
 impl WorkerProc {
@@ -80,32 +151,41 @@ impl WorkerProc {
         self.pid
     }
 
+    fn nix_pid(&self) -> Pid {
+        Pid::from_raw(self.pid as i32)
+    }
+
     /// Sends SIGKILL unless the process was reaped already.
     pub(crate) fn kill(&self) {
-        if let Some(child) = self.child.lock().unwrap_or_else(PoisonError::into_inner).as_mut() {
-            let _ = child.kill();
+        if *self.running.lock().unwrap_or_else(PoisonError::into_inner) {
+            let _ = kill(self.nix_pid(), Signal::SIGKILL);
         }
     }
 
     /// Kills the process and waits for it, blocking; for `Drop`.
     pub(crate) fn kill_and_reap(&self) {
-        if let Some(mut child) = self.child.lock().unwrap_or_else(PoisonError::into_inner).take() {
-            let _ = child.kill();
-            let _ = child.wait();
+        let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+        if *running {
+            let _ = kill(self.nix_pid(), Signal::SIGKILL);
+            while let Err(nix::errno::Errno::EINTR) = waitpid(self.nix_pid(), None) {}
+            *running = false;
         }
     }
 
     /// Reaps the process if it has exited; `None` if it still runs (or was reaped elsewhere).
-    fn try_reap(&self) -> Option<ExitStatus> {
-        let mut slot = self.child.lock().unwrap_or_else(PoisonError::into_inner);
-        match slot.as_mut()?.try_wait() {
-            Ok(Some(status)) => {
-                *slot = None;
+    fn try_reap(&self) -> Option<WaitStatus> {
+        let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+        if !*running {
+            return None;
+        }
+        match waitpid(self.nix_pid(), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) | Err(nix::errno::Errno::EINTR) => None,
+            Ok(status) => {
+                *running = false;
                 Some(status)
             }
-            Ok(None) => None,
             Err(_) => {
-                *slot = None;
+                *running = false;
                 None
             }
         }
@@ -159,15 +239,12 @@ fn wait_exited(pid: u32) {
 }
 
 /// How a process ended, for error messages: "exit code 3" or "killed by signal 9 (SIGKILL)".
-pub(crate) fn describe(status: ExitStatus) -> String {
-    if let Some(code) = status.code() {
-        format!("exit code {code}")
-    } else if let Some(signal) = status.signal() {
-        match nix::sys::signal::Signal::try_from(signal) {
-            Ok(name) => format!("killed by signal {signal} ({name})"),
-            Err(_) => format!("killed by signal {signal}"),
+pub(crate) fn describe(status: WaitStatus) -> String {
+    match status {
+        WaitStatus::Exited(_, code) => format!("exit code {code}"),
+        WaitStatus::Signaled(_, signal, _) => {
+            format!("killed by signal {} ({signal})", signal as i32)
         }
-    } else {
-        format!("{status}")
+        other => format!("{other:?}"),
     }
 }

@@ -23,6 +23,13 @@ pub struct Limits {
     pub max_batch_len: u32,
 }
 
+impl Limits {
+    /// The limits before the handshake is complete: a Welcome or Hello is a few hundred bytes
+    /// (a Hello lists the worker's task names), so a header that announces more is refused before
+    /// anything is allocated for it.
+    pub const HANDSHAKE: Limits = Limits { max_frame_len: 1 << 20, max_batch_len: 1 };
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Limits { max_frame_len: 256 << 20, max_batch_len: 1 << 16 }

@@ -50,7 +50,10 @@ mod task;
 mod varint;
 
 pub use batch::{Batch, BatchKind, ResultBatch, Results, TaskBatch, Tasks};
-pub use bootstrap::{ENV_PARENT_PID, ENV_WORKER_FD};
+pub use bootstrap::{
+    ENV_HEARTBEAT_FD, ENV_HEARTBEAT_MS, ENV_PARENT_PID, ENV_WORKER_FD, WELCOME_TIMEOUT, WorkerExit,
+    heartbeat_interval,
+};
 pub use buffer::{FrameBuffer, clear_and_trim};
 pub use depth::{DEFAULT_MAX_NESTING, DecodeError, decode_value};
 pub use error::WireError;

@@ -7,6 +7,9 @@
 //! * `exit`: reads the Welcome, then exits with code 7 without answering;
 //! * `exit-unread`: exits with code 7 as soon as the Welcome arrives, without reading it all;
 //! * `hang`: reads the Welcome and never answers it;
+//! * `huge-hello`: answers the Welcome with a frame header announcing 200 MiB, and no body;
+//! * `mute`: completes the handshake, then neither reads nor beats (it ignores the heartbeat
+//!   socket, as a wedged process would);
 //! * `fingerprint`: announces the task under its name but with a wrong fingerprint;
 //! * `garbage`: answers the first Tasks frame with a frame of random-ish bytes;
 //! * `oversized`: answers the first Tasks frame with a header announcing more than the limit;
@@ -94,6 +97,14 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
         "version" => peer.send_hello(PROTOCOL_VERSION + 1, vec![task])?,
         "exit" => return Ok(ExitCode::from(EXIT_CODE)),
         "hang" => {}
+        "huge-hello" => peer.stream.write_all(&(200u32 << 20).to_le_bytes())?,
+        "mute" => {
+            peer.send_hello(PROTOCOL_VERSION, vec![task])?;
+            // Not a sleep standing in for an event: this process plays one that never wakes.
+            loop {
+                std::thread::sleep(std::time::Duration::from_secs(3600));
+            }
+        }
         "fingerprint" => {
             let wrong = TaskInfo { fingerprint: task.fingerprint ^ 1, ..task };
             peer.send_hello(PROTOCOL_VERSION, vec![wrong])?;
