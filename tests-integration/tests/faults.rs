@@ -93,6 +93,13 @@ async fn whoami(_i: u64) -> u32 {
     std::process::id()
 }
 
+/// Blocks its thread for `millis` (no await), then returns its pid.
+#[polyloop::task]
+async fn block_for(millis: u64) -> u32 {
+    std::thread::sleep(Duration::from_millis(millis));
+    std::process::id()
+}
+
 /// Sleeps, then returns its pid.
 #[polyloop::task]
 async fn nap(millis: u64) -> u32 {
@@ -688,6 +695,60 @@ async fn block_a_worker(retries: u32) -> anyhow::Result<()> {
     assert!(!alive(blocked), "the blocked worker was reaped");
     let stats = pool.stats();
     assert_eq!((stats.workers[0].restarts, stats.workers[0].pid), (1, replacement), "{stats:?}");
+    within(PATIENCE, "close", pool.close()).await?;
+    Ok(())
+}
+
+/// A worker stopped with SIGSTOP while it holds a task, with no task timeout set: its heartbeat
+/// stops, so it is declared dead within the heartbeat timeout and replaced; its task is lost (or
+/// run again), and `close()` does not wait for it.
+#[tokio::test]
+async fn a_stopped_worker_is_declared_dead_by_its_silence() -> anyhow::Result<()> {
+    let _serial = SERIAL.lock().await;
+    let probe = Probe::new()?;
+    let timeout = Duration::from_secs(1);
+    for retries in [0, 1] {
+        let pool = Pool::builder()
+            .processes(1)
+            .heartbeat_timeout(Some(timeout))
+            .retries(retries)
+            .build()
+            .await?;
+        let held = pool.submit(hold, (probe.addr(), 0));
+        let stopped = probe.started(1).await?.remove(0);
+        kill(Pid::from_raw(stopped.pid as i32), Signal::SIGSTOP)?;
+        if retries == 0 {
+            let err = failure_by(Instant::now() + timeout + PROMPTLY, held).await;
+            assert!(err.is_worker_lost(), "the stopped worker's task was lost: {err}");
+            assert_eq!(pid_named_in(&err), Some(stopped.pid), "{err}");
+            assert!(err.message().contains("no heartbeat for 1s"), "{err}");
+        } else {
+            let mut again = probe.started(1).await?.remove(0);
+            assert_ne!(again.pid, stopped.pid, "the task ran again on a replacement");
+            again.order("go").await?;
+            assert_eq!(within(PATIENCE, "the retried task", held).await?, again.pid);
+        }
+        assert!(!alive(stopped.pid), "the stopped worker was killed and reaped");
+        assert_eq!(pool.stats().workers[0].restarts, 1);
+        within(PATIENCE, "close", pool.close()).await?;
+    }
+    Ok(())
+}
+
+/// A task that blocks its worker's thread far longer than the heartbeat timeout, with no task
+/// timeout set: the worker's watch thread beats on, so the worker is not taken for dead.
+#[tokio::test]
+async fn a_worker_busy_in_a_blocking_task_still_beats() -> anyhow::Result<()> {
+    let _serial = SERIAL.lock().await;
+    let pool = Pool::builder()
+        .processes(1)
+        .heartbeat_timeout(Some(Duration::from_millis(200)))
+        .build()
+        .await?;
+    let pid = pool.stats().workers[0].pid;
+    // 2 s of a blocked thread: ten heartbeat timeouts.
+    assert_eq!(within(PATIENCE, "the blocking task", pool.apply(block_for, 2_000)).await?, pid);
+    assert_eq!(pool.stats().workers[0].restarts, 0);
     within(PATIENCE, "close", pool.close()).await?;
     Ok(())
 }
