@@ -301,5 +301,5 @@ fn worked_examples_in_the_protocol_doc_are_what_the_encoder_writes() {
     ]
     .concat();
     assert_eq!(out, expected);
-    assert_eq!(PROTOCOL_VERSION, 3, "update the dumps and the version in docs/PROTOCOL.md");
+    assert_eq!(PROTOCOL_VERSION, 4, "update the dumps and the version in docs/PROTOCOL.md");
 }
