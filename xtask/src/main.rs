@@ -25,9 +25,10 @@ commands:
   ci
       the local CI gate, .ci/run: fmt, clippy, doc, the README's test command, chaos and bench
       in their quick modes
-  chaos [--quick] [--tasks N] [--processes N] [--kill-every-ms N]
-      map a large mix of tasks (sleeps, CPU, 1% panics) while SIGKILLing a random worker every
-      50 ms; prints one table and fails if a task was lost or hung or a process was left behind";
+  chaos [--quick] [--tasks N] [--processes N] [--kill-every-ms N] [--stop-one-in N]
+      map a large mix of tasks (sleeps, CPU, thread-blocking, 1% panics) while SIGKILLing (or, one
+      time in N, SIGSTOPping) a random worker every 50 ms, beside pools of misbehaving peers;
+      prints one table and fails if a task was lost, hung or wrong or a process was left behind";
 
 fn main() -> ExitCode {
     match run() {
