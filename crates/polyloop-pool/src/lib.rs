@@ -34,6 +34,7 @@ mod job;
 mod pool;
 mod process;
 mod queue;
+mod runtime;
 mod scheduler;
 mod stats;
 mod stream;

@@ -17,6 +17,7 @@ use crate::error::Kind;
 use crate::job::{Job, RawResult, Reply, TaskKey, decode, take};
 use crate::process::WorkerProc;
 use crate::queue::{Chunk, Queue};
+use crate::runtime::{DriverRuntime, wait_here};
 use crate::scheduler::{QueueLoads, Scheduler};
 use crate::stats::{PoolStats, WorkerCounters};
 use crate::stream::{Inputs, MapStream, Order};
@@ -31,6 +32,8 @@ use crate::{PoolError, TaskError};
 pub struct Pool {
     shared: Arc<Shared>,
     supervisors: Mutex<Vec<JoinHandle<()>>>,
+    /// Runs the drivers (the supervisors above), whatever runtime the callers are on.
+    runtime: DriverRuntime,
 }
 
 /// What the pool, its drivers, handles and streams share.
@@ -187,11 +190,15 @@ impl Pool {
             return Err(PoolError::InsideUnstartedWorker);
         }
         let n_queues = config.queue_count.min(config.processes).max(1);
+        // The sockets are registered with the runtime that connects them: the pool's own.
+        let (runtime, handle) = DriverRuntime::start()?;
         let mut connecting = tokio::task::JoinSet::new();
         for worker_idx in 0..config.processes {
             let config = config.clone();
-            connecting
-                .spawn(async move { (worker_idx, connect(&config, worker_idx, |_| {}).await) });
+            connecting.spawn_on(
+                async move { (worker_idx, connect(&config, worker_idx, |_| {}).await) },
+                &handle,
+            );
         }
         let mut connections: Vec<_> = (0..config.processes).map(|_| None).collect();
         let mut failure = None;
@@ -251,10 +258,10 @@ impl Pool {
                 let slot = &shared.slots[worker_idx];
                 slot.install(&conn.proc);
                 slot.set_live(&shared.shards[slot.queue_idx], true);
-                tokio::spawn(crate::driver::supervise(Arc::clone(&shared), worker_idx, conn))
+                handle.spawn(crate::driver::supervise(Arc::clone(&shared), worker_idx, conn))
             })
             .collect();
-        Ok(Pool { shared, supervisors: Mutex::new(supervisors) })
+        Ok(Pool { shared, supervisors: Mutex::new(supervisors), runtime })
     }
 
     /// Runs `task` on `input` in a worker; the returned handle resolves to its result.
@@ -350,8 +357,8 @@ impl Pool {
     }
 
     /// Stops accepting tasks, waits for every queued and running task to finish, then shuts the
-    /// workers down and reaps them. Tasks submitted after `close` began fail with
-    /// [`TaskError::is_pool_closed`].
+    /// workers down and reaps them, and stops the pool's driver thread. Tasks submitted after
+    /// `close` began fail with [`TaskError::is_pool_closed`].
     pub async fn close(&self) -> Result<(), PoolError> {
         self.shared.closing.store(true, Ordering::Release);
         loop {
@@ -374,6 +381,7 @@ impl Pool {
                 failure.get_or_insert(PoolError::Io(std::io::Error::other(err)));
             }
         }
+        self.runtime.shut_down().await;
         failure.map_or(Ok(()), Err)
     }
 }
@@ -414,12 +422,21 @@ impl Slot {
 }
 
 impl Drop for Pool {
+    /// Kills and reaps every worker before it returns, from any thread, inside a runtime or not.
     fn drop(&mut self) {
         self.shared.closing.store(true, Ordering::Release);
-        for supervisor in
-            self.supervisors.get_mut().unwrap_or_else(PoisonError::into_inner).drain(..)
-        {
+        let supervisors =
+            std::mem::take(self.supervisors.get_mut().unwrap_or_else(PoisonError::into_inner));
+        for supervisor in &supervisors {
             supervisor.abort();
+        }
+        // An aborted task is dropped on the driver thread (a driver resolves the tasks it held
+        // as cancelled) before its handle resolves. Waiting for that before killing any worker
+        // keeps a driver from seeing its worker die and failing its tasks as lost instead.
+        if !self.runtime.on_driver_thread() {
+            for supervisor in supervisors {
+                let _ = wait_here(supervisor);
+            }
         }
         for slot in &self.shared.slots {
             if let Some(proc) = slot.proc.lock().unwrap_or_else(PoisonError::into_inner).take() {
@@ -436,6 +453,8 @@ impl Drop for Pool {
                 }
             }
         }
+        // No worker is left for its blocking threads to wait for, so this returns promptly.
+        self.runtime.stop();
     }
 }
 
