@@ -339,6 +339,10 @@ impl Pool {
     }
 
     /// A snapshot of every worker's counters.
+    ///
+    /// Drivers publish their counts once per wake-up, on the pool's driver thread, just after
+    /// they hand that wake-up's results over: a result can reach its waiter a moment before it
+    /// is counted here. Once [`close`](Pool::close) has returned, the counts are final.
     pub fn stats(&self) -> PoolStats {
         let workers = self
             .shared
