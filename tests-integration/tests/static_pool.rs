@@ -1,6 +1,7 @@
 //! A pool outlives the runtime that built it: one pool in a `static`, shared by tests that each
 //! run their own runtime (at once, and one after another), and pools used, closed and dropped
-//! from a runtime other than the one that built them, after that one is gone.
+//! from a runtime other than the one that built them, after that one is gone. With its drivers
+//! on the runtime that built it, a pool cannot outlive that runtime, but says so at once.
 //!
 //! Every wait is bounded, so a pool that hangs fails its test with a message instead of hanging
 //! the run. The static pool is never closed or dropped: its workers go when this process exits
@@ -9,7 +10,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use polyloop::Pool;
+use polyloop::{Pool, PoolError};
 use tokio::sync::OnceCell;
 
 /// A bound on every wait here: a working pool answers within milliseconds.
@@ -144,6 +145,40 @@ fn a_pool_dropped_after_the_runtime_that_built_it_is_gone_reaps_its_workers() ->
     })?;
     for pid in pids {
         anyhow::ensure!(reaped(pid), "worker {pid} was reaped by the drop");
+    }
+    Ok(())
+}
+
+#[test]
+fn drivers_on_the_building_runtime_fail_at_once_when_it_is_gone() -> anyhow::Result<()> {
+    let first = runtime();
+    let (pool, in_flight) = first.block_on(async {
+        let building = Pool::builder().processes(2).drivers_on_current_runtime().build();
+        let pool = within("build", building).await?;
+        anyhow::ensure!(within("apply", pool.apply(double, 1)).await? == 2);
+        let mut in_flight = pool.submit(nap, 60_000);
+        // Polled once, so that it is sent before the runtime goes.
+        let pending = tokio::time::timeout(Duration::from_millis(50), &mut in_flight).await;
+        anyhow::ensure!(pending.is_err(), "a minute-long nap is not done yet");
+        anyhow::Ok((pool, in_flight))
+    })?;
+    let pids = worker_pids(&pool);
+    drop(first);
+
+    runtime().block_on(async {
+        let err = within("a task in flight", in_flight).await.expect_err("no driver is left");
+        anyhow::ensure!(err.is_cancelled(), "cancelled with its driver: {err}");
+        let err = within("apply", pool.apply(double, 21)).await.expect_err("no driver is left");
+        anyhow::ensure!(err.is_pool_closed(), "the pool is closed: {err}");
+        anyhow::ensure!(err.to_string().contains("runtime"), "says why: {err}");
+        let err = within("map", pool.map(double, 0..10u64)).await.expect_err("no driver is left");
+        anyhow::ensure!(err.is_pool_closed(), "the pool is closed: {err}");
+        let err = within("close", pool.close()).await.expect_err("the runtime is gone");
+        anyhow::ensure!(matches!(err, PoolError::RuntimeGone), "close says why: {err}");
+        Ok(())
+    })?;
+    for pid in pids {
+        anyhow::ensure!(reaped(pid), "worker {pid} was reaped by close");
     }
     Ok(())
 }
