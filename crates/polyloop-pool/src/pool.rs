@@ -28,6 +28,22 @@ use crate::{PoolError, TaskError};
 /// Build one with [`Pool::builder`]. Every method that submits work returns at once; the work is
 /// queued and runs as workers have room. [`Pool::close`] drains the queues and stops the
 /// workers; dropping the pool without it kills and reaps them.
+///
+/// The drivers that feed the workers run on a thread the pool owns, `polyloop-driver`, so a pool
+/// serves callers on any tokio runtime, one after another, and outlives the runtime that built
+/// it: one pool may live in a `static` shared by `#[tokio::test]`s, each with a runtime of its
+/// own. [`PoolBuilder::drivers_on_current_runtime`] trades that for a shorter round trip.
+///
+/// ```no_run
+/// use polyloop_pool::Pool;
+/// use tokio::sync::OnceCell;
+///
+/// static POOL: OnceCell<Pool> = OnceCell::const_new();
+///
+/// async fn pool() -> &'static Pool {
+///     POOL.get_or_init(|| async { Pool::builder().build().await.expect("workers start") }).await
+/// }
+/// ```
 #[derive(Debug)]
 pub struct Pool {
     shared: Arc<Shared>,
