@@ -852,6 +852,14 @@ async fn assert_bookkeeping_emptied(pool: &Pool, probe: &Probe, credit: u64) -> 
     let in_flight: u64 = pool.stats().workers.iter().map(|w| w.in_flight).sum();
     assert_eq!(in_flight, credit, "only the new tasks are in flight");
     release_all(&mut held, &mut handles).await?;
+    // A driver publishes its counts just after it hands the results over, on its own thread.
+    let idle = |pool: &Pool| pool.stats().workers.iter().all(|w| w.in_flight == 0);
+    let _ = tokio::time::timeout(PROMPTLY, async {
+        while !idle(pool) {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
     let stats = pool.stats();
     assert!(stats.workers.iter().all(|w| w.in_flight == 0), "{stats:?}");
     assert_eq!(stats.queued, 0, "{stats:?}");

@@ -238,33 +238,42 @@ async fn sigterm_to_the_group_leaves_shutdown_to_the_parent_s_drop() -> anyhow::
 // ---------------------------------------------------------------------------------------------
 // The other side of 5: while the parent lives, its workers live.
 
-/// PR_SET_PDEATHSIG fires when the *thread* that forked the child exits, not the process. A
-/// tokio worker thread that calls `block_in_place` hands its core to a new thread and becomes a
-/// blocking-pool thread, which exits once idle (after `thread_keep_alive`, 10 s by default).
+/// PR_SET_PDEATHSIG fires when the *thread* that forked the child exits, not the process. The pool
+/// forks its workers from its own driver thread, which lives as long as the pool, but the threads
+/// of its callers' runtimes come and go: a tokio worker thread that calls `block_in_place` hands
+/// its core to a new thread and becomes a blocking-pool thread, which exits once idle (after
+/// `thread_keep_alive`, 10 s by default).
 #[test]
-fn workers_outlive_the_runtime_thread_that_spawned_them() -> anyhow::Result<()> {
+fn workers_outlive_the_runtime_threads_that_used_them() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_keep_alive(Duration::from_millis(50))
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let pool = polyloop::Pool::builder().processes(1).build().await?;
+        let pool = std::sync::Arc::new(polyloop::Pool::builder().processes(1).build().await?);
         let pid = pool.apply(whoami, 0).await?;
         let spawner =
             spawning_thread(pid).ok_or_else(|| anyhow::anyhow!("no thread forked {pid}"))?;
-        // Long enough for the runtime to move its core to a new thread for good.
-        tokio::spawn(async {
+        let name = std::fs::read_to_string(format!("/proc/self/task/{spawner}/comm"))?;
+        anyhow::ensure!(name.trim_end() == "polyloop-driver", "{pid} forked by {name:?}");
+        // A runtime thread that used the pool moves its core to a new thread for good.
+        let user_pool = std::sync::Arc::clone(&pool);
+        let user = tokio::spawn(async move {
+            let pid = user_pool.apply(whoami, 0).await;
             tokio::task::block_in_place(|| std::thread::sleep(Duration::from_millis(200)));
-        })
-        .await?;
-        // The thread that forked the worker idles out; there is no event for that: poll /proc.
+            (pid, current_thread_id())
+        });
+        let (served, user) = user.await?;
+        anyhow::ensure!(matches!(served, Ok(p) if p == pid), "the worker {pid} serves: {served:?}");
+        let user = user?;
+        // The thread idles out; there is no event for that: poll /proc.
         let deadline = Instant::now() + PROMPTLY;
-        let task = PathBuf::from(format!("/proc/self/task/{spawner}"));
+        let task = PathBuf::from(format!("/proc/self/task/{user}"));
         while task.exists() && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        anyhow::ensure!(!task.exists(), "precondition: thread {spawner} did not exit");
+        anyhow::ensure!(!task.exists(), "precondition: thread {user} did not exit");
 
         let now = pool.apply(whoami, 0).await;
         let stats = pool.stats();
@@ -273,6 +282,13 @@ fn workers_outlive_the_runtime_thread_that_spawned_them() -> anyhow::Result<()> 
         pool.close().await?;
         Ok(())
     })
+}
+
+/// The kernel's id of the calling thread, from `/proc/thread-self` (a link to `<pid>/task/<tid>`).
+fn current_thread_id() -> anyhow::Result<String> {
+    let link = std::fs::read_link("/proc/thread-self")?;
+    let tid = link.file_name().and_then(|tid| tid.to_str());
+    tid.map(str::to_owned).ok_or_else(|| anyhow::anyhow!("/proc/thread-self is {link:?}"))
 }
 
 /// The thread of this process whose child `pid` is.

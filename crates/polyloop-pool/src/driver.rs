@@ -81,9 +81,11 @@ pub(crate) async fn supervise(shared: Arc<Shared>, worker_idx: usize, first: Con
         slot.uninstall();
         match end {
             End::Closed => return,
-            End::Recycled => slot.counters.recycles.fetch_add(1, Ordering::Relaxed),
-            End::Died => slot.counters.restarts.fetch_add(1, Ordering::Relaxed),
-        };
+            End::Recycled => {
+                slot.counters.recycles.fetch_add(1, Ordering::Relaxed);
+            }
+            End::Died => {} // Counted by the driver.
+        }
         if shard.queue.is_closed_and_empty() {
             return;
         }
@@ -235,6 +237,9 @@ impl<'a> Driver<'a> {
                             self.publish();
                             return if queue_open { End::Recycled } else { End::Closed };
                         }
+                        // Counted before its tasks fail, so a caller who has the error sees the
+                        // restart in `stats()`.
+                        self.slot.counters.restarts.fetch_add(1, Ordering::Relaxed);
                         self.fail_all(&status);
                         self.publish();
                         return End::Died;
@@ -474,6 +479,9 @@ impl<'a> Driver<'a> {
                         latency += self.complete(result, now, &mut batch)?;
                         Ok::<_, WireError>(())
                     });
+                    // Counted before they are handed over, so that a caller who has its results
+                    // sees them in `stats()`.
+                    self.publish();
                     batch.flush();
                     completed?;
                     if n > 0 {

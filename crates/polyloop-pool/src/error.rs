@@ -225,6 +225,13 @@ pub enum PoolError {
          polyloop::init() first in main, or use #[polyloop::main]"
     )]
     InsideUnstartedWorker,
+    /// The runtime that ran the pool's drivers shut down before the pool was closed (see
+    /// [`PoolBuilder::drivers_on_current_runtime`](crate::PoolBuilder::drivers_on_current_runtime)).
+    #[error("the runtime that ran the pool's drivers has shut down")]
+    RuntimeGone,
+    /// `build` with the drivers on the current runtime, called outside a tokio runtime.
+    #[error("drivers_on_current_runtime needs build() to run inside a tokio runtime")]
+    NoRuntime,
     /// Talking to a worker failed.
     #[error("i/o with a worker failed")]
     Io(#[from] std::io::Error),

@@ -1,10 +1,11 @@
 //! polyloop's parent side: a pool of worker processes and the scheduler that feeds them.
 //!
 //! [`Pool`] starts its workers by re-executing the current program (or a named worker program)
-//! with a socket to each; a driver task per worker pulls tasks from its queue under a credit limit
-//! (the worker's concurrency plus a small prefetch), encodes whatever is ready into one frame,
-//! and routes results back to the [`TaskHandle`] or [`MapStream`] that waits for them. A worker
-//! that dies is replaced, and exactly its tasks fail (or are retried).
+//! with a socket to each; a driver task per worker, on a thread the pool owns, pulls tasks from
+//! its queue under a credit limit (the worker's concurrency plus a small prefetch), encodes
+//! whatever is ready into one frame, and routes results back to the [`TaskHandle`] or
+//! [`MapStream`] that waits for them. A worker that dies is replaced, and exactly its tasks fail
+//! (or are retried). Callers may be on any tokio runtime, one after another.
 //!
 //! This crate knows a task only by its [`Task`](polyloop_wire::Task) schema (name and serde
 //! types); it never links the child runtime, so a worker may be another program entirely.
@@ -35,6 +36,7 @@ mod liveness;
 mod pool;
 mod process;
 mod queue;
+mod runtime;
 mod scheduler;
 mod stats;
 mod stream;

@@ -10,13 +10,14 @@ use polyloop_wire::Task;
 use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::builder::{Config, PoolBuilder};
+use crate::builder::{Config, Drivers, PoolBuilder};
 use crate::bytes::SmallBytes;
 use crate::connection::{RemoteRegistry, connect};
 use crate::error::Kind;
 use crate::job::{Job, RawResult, Reply, TaskKey, decode, take};
 use crate::process::WorkerProc;
 use crate::queue::{Chunk, Queue};
+use crate::runtime::{DriverRuntime, wait_here};
 use crate::scheduler::{QueueLoads, Scheduler};
 use crate::stats::{PoolStats, WorkerCounters};
 use crate::stream::{Inputs, MapStream, Order};
@@ -27,11 +28,33 @@ use crate::{PoolError, TaskError};
 /// Build one with [`Pool::builder`]. Every method that submits work returns at once; the work is
 /// queued and runs as workers have room. [`Pool::close`] drains the queues and stops the
 /// workers; dropping the pool without it kills and reaps them.
+///
+/// The drivers that feed the workers run on a thread the pool owns, `polyloop-driver`, so a pool
+/// serves callers on any tokio runtime, one after another, and outlives the runtime that built
+/// it: one pool may live in a `static` shared by `#[tokio::test]`s, each with a runtime of its
+/// own. [`PoolBuilder::drivers_on_current_runtime`] trades that for a shorter round trip.
+///
+/// ```no_run
+/// use polyloop_pool::Pool;
+/// use tokio::sync::OnceCell;
+///
+/// static POOL: OnceCell<Pool> = OnceCell::const_new();
+///
+/// async fn pool() -> &'static Pool {
+///     POOL.get_or_init(|| async { Pool::builder().build().await.expect("workers start") }).await
+/// }
+/// ```
 #[derive(Debug)]
 pub struct Pool {
     shared: Arc<Shared>,
     supervisors: Mutex<Vec<JoinHandle<()>>>,
+    /// Runs the drivers (the supervisors above), whatever runtime the callers are on; `None`
+    /// when they run on the runtime that built the pool.
+    runtime: Option<DriverRuntime>,
 }
+
+/// Why tasks fail once the runtime that ran the drivers has shut down.
+const RUNTIME_GONE: &str = "the runtime that ran the pool's drivers has shut down";
 
 /// What the pool, its drivers, handles and streams share.
 #[derive(Debug)]
@@ -43,6 +66,10 @@ pub(crate) struct Shared {
     registry: Arc<RemoteRegistry>,
     next_id: AtomicU64,
     closing: AtomicBool,
+    /// Set when `Pool::drop` begins.
+    dropped: AtomicBool,
+    /// Set when the runtime that ran the drivers shut down under them.
+    runtime_gone: AtomicBool,
     /// Tasks queued or in flight; `close` waits for zero.
     outstanding: AtomicUsize,
     drained: Notify,
@@ -99,9 +126,13 @@ impl Shared {
             return;
         }
         if self.closing.load(Ordering::Acquire) {
+            let why = match self.runtime_gone.load(Ordering::Acquire) {
+                true => RUNTIME_GONE,
+                false => "the pool is closed",
+            };
             for job in chunk {
                 let name = job.key.name;
-                job.resolve(Err(TaskError::new(Kind::PoolClosed, name, "the pool is closed")));
+                job.resolve(Err(TaskError::new(Kind::PoolClosed, name, why)));
             }
             return;
         }
@@ -165,6 +196,24 @@ impl Shared {
             .map_err(|msg| TaskError::new(Kind::UnknownTask, T::NAME, msg))
     }
 
+    /// The runtime that ran the drivers shut down: nothing will serve the queues again, so what
+    /// waits there fails now, and so does anything submitted later.
+    fn handle_runtime_gone(&self) {
+        self.runtime_gone.store(true, Ordering::Release);
+        self.closing.store(true, Ordering::Release);
+        for shard in &self.shards {
+            // Closed first: a chunk pushed before that is drained below, one pushed after fails.
+            shard.queue.close();
+            while let Some(chunk) = shard.queue.try_pop() {
+                for job in chunk {
+                    let name = job.key.name;
+                    self.resolve(job, Err(TaskError::new(Kind::PoolClosed, name, RUNTIME_GONE)));
+                }
+            }
+        }
+        self.closed.notify_waiters();
+    }
+
     /// Asks every driver to cancel in-flight tasks whose result nobody waits for.
     pub(crate) fn sweep(&self) {
         for slot in &self.slots {
@@ -187,11 +236,23 @@ impl Pool {
             return Err(PoolError::InsideUnstartedWorker);
         }
         let n_queues = config.queue_count.min(config.processes).max(1);
+        // The sockets are registered with the runtime that connects them: the drivers' one.
+        let (runtime, handle) = match config.drivers {
+            Drivers::OwnThread => {
+                let (runtime, handle) = DriverRuntime::start()?;
+                (Some(runtime), handle)
+            }
+            Drivers::BuildingRuntime => {
+                (None, tokio::runtime::Handle::try_current().map_err(|_| PoolError::NoRuntime)?)
+            }
+        };
         let mut connecting = tokio::task::JoinSet::new();
         for worker_idx in 0..config.processes {
             let config = config.clone();
-            connecting
-                .spawn(async move { (worker_idx, connect(&config, worker_idx, |_| {}).await) });
+            connecting.spawn_on(
+                async move { (worker_idx, connect(&config, worker_idx, |_| {}).await) },
+                &handle,
+            );
         }
         let mut connections: Vec<_> = (0..config.processes).map(|_| None).collect();
         let mut failure = None;
@@ -240,6 +301,8 @@ impl Pool {
             registry,
             next_id: AtomicU64::new(0),
             closing: AtomicBool::new(false),
+            dropped: AtomicBool::new(false),
+            runtime_gone: AtomicBool::new(false),
             outstanding: AtomicUsize::new(0),
             drained: Notify::new(),
             closed: Notify::new(),
@@ -251,10 +314,14 @@ impl Pool {
                 let slot = &shared.slots[worker_idx];
                 slot.install(&conn.proc);
                 slot.set_live(&shared.shards[slot.queue_idx], true);
-                tokio::spawn(crate::driver::supervise(Arc::clone(&shared), worker_idx, conn))
+                let supervisor = crate::driver::supervise(Arc::clone(&shared), worker_idx, conn);
+                match runtime {
+                    Some(_) => handle.spawn(supervisor),
+                    None => handle.spawn(watch_runtime(Arc::clone(&shared), supervisor)),
+                }
             })
             .collect();
-        Ok(Pool { shared, supervisors: Mutex::new(supervisors) })
+        Ok(Pool { shared, supervisors: Mutex::new(supervisors), runtime })
     }
 
     /// Runs `task` on `input` in a worker; the returned handle resolves to its result.
@@ -332,6 +399,10 @@ impl Pool {
     }
 
     /// A snapshot of every worker's counters.
+    ///
+    /// Drivers publish their counts once per wake-up, before they hand that wake-up's results
+    /// over: a task whose result its caller has is counted here. Once [`close`](Pool::close) has
+    /// returned, the counts are final.
     pub fn stats(&self) -> PoolStats {
         let workers = self
             .shared
@@ -350,8 +421,8 @@ impl Pool {
     }
 
     /// Stops accepting tasks, waits for every queued and running task to finish, then shuts the
-    /// workers down and reaps them. Tasks submitted after `close` began fail with
-    /// [`TaskError::is_pool_closed`].
+    /// workers down and reaps them, and stops the pool's driver thread. Tasks submitted after
+    /// `close` began fail with [`TaskError::is_pool_closed`].
     pub async fn close(&self) -> Result<(), PoolError> {
         self.shared.closing.store(true, Ordering::Release);
         loop {
@@ -373,6 +444,19 @@ impl Pool {
             if let Err(err) = supervisor.await {
                 failure.get_or_insert(PoolError::Io(std::io::Error::other(err)));
             }
+        }
+        if self.shared.runtime_gone.load(Ordering::Acquire) {
+            // The drivers went with their runtime and their workers saw the end of the stream.
+            for slot in &self.shared.slots {
+                if let Some(proc) = slot.proc.lock().unwrap_or_else(PoisonError::into_inner).take()
+                {
+                    proc.kill_and_reap();
+                }
+            }
+            return Err(PoolError::RuntimeGone);
+        }
+        if let Some(runtime) = &self.runtime {
+            runtime.shut_down().await;
         }
         failure.map_or(Ok(()), Err)
     }
@@ -414,12 +498,25 @@ impl Slot {
 }
 
 impl Drop for Pool {
+    /// Kills and reaps every worker before it returns, from any thread, inside a runtime or not.
     fn drop(&mut self) {
+        self.shared.dropped.store(true, Ordering::Release);
         self.shared.closing.store(true, Ordering::Release);
-        for supervisor in
-            self.supervisors.get_mut().unwrap_or_else(PoisonError::into_inner).drain(..)
-        {
+        let supervisors =
+            std::mem::take(self.supervisors.get_mut().unwrap_or_else(PoisonError::into_inner));
+        for supervisor in &supervisors {
             supervisor.abort();
+        }
+        // An aborted task is dropped on the driver thread (a driver resolves the tasks it held
+        // as cancelled) before its handle resolves. Waiting for that before killing any worker
+        // keeps a driver from seeing its worker die and failing its tasks as lost instead. (On
+        // the runtime that built the pool, this thread may be the one that would drop them.)
+        if let Some(runtime) = &self.runtime
+            && !runtime.on_driver_thread()
+        {
+            for supervisor in supervisors {
+                let _ = wait_here(supervisor);
+            }
         }
         for slot in &self.shared.slots {
             if let Some(proc) = slot.proc.lock().unwrap_or_else(PoisonError::into_inner).take() {
@@ -435,6 +532,34 @@ impl Drop for Pool {
                     self.shared.resolve(job, Err(err));
                 }
             }
+        }
+        // No worker is left for its blocking threads to wait for, so this returns promptly.
+        if let Some(runtime) = &self.runtime {
+            runtime.stop();
+        }
+    }
+}
+
+/// Runs a supervisor on the runtime that built the pool. If that runtime shuts down under it,
+/// the pool fails what waits, and whatever is submitted later, rather than let it hang.
+async fn watch_runtime(shared: Arc<Shared>, supervisor: impl Future<Output = ()>) {
+    let mut watch = RuntimeWatch { shared, running: true };
+    supervisor.await;
+    watch.running = false;
+}
+
+/// See [`watch_runtime`].
+struct RuntimeWatch {
+    shared: Arc<Shared>,
+    running: bool,
+}
+
+impl Drop for RuntimeWatch {
+    /// Dropped while its supervisor runs: the runtime shut down, or the pool was dropped (which
+    /// fails what waits itself).
+    fn drop(&mut self) {
+        if self.running && !self.shared.dropped.load(Ordering::Acquire) {
+            self.shared.handle_runtime_gone();
         }
     }
 }

@@ -232,9 +232,10 @@ async fn queue_count_binds_workers_to_shards() -> anyhow::Result<()> {
     let pids: HashSet<u32> =
         pool.map(nap, std::iter::repeat_n(20, 64)).await?.into_iter().collect();
     assert_eq!(pids.len(), 4, "both queues and all their workers served");
+    // Drivers publish their counts just after they hand results over; after close, all are in.
+    pool.close().await?;
     let done: Vec<u64> = pool.stats().workers.iter().map(|w| w.tasks_done).collect();
     assert_eq!(done.iter().sum::<u64>(), 64);
-    pool.close().await?;
     Ok(())
 }
 
@@ -263,9 +264,9 @@ async fn schedulers_choose_the_queue() -> anyhow::Result<()> {
         .build()
         .await?;
     pool.map(nap, std::iter::repeat_n(5, 40)).await?;
+    pool.close().await?;
     let done: Vec<u64> = pool.stats().workers.iter().map(|w| w.tasks_done).collect();
     assert_eq!(done, [20, 20], "least-loaded splits a burst evenly");
-    pool.close().await?;
     Ok(())
 }
 
