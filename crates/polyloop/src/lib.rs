@@ -65,8 +65,11 @@ pub use polyloop_wire as wire;
 /// otherwise returns at once.
 ///
 /// Call it first thing in a `main` that is not `#[polyloop::main]`, before the program starts
-/// threads or reads its arguments. Programs that define a `#[polyloop::task]` run this before
-/// `main` on Linux and macOS anyway; calling it again is harmless.
+/// threads of its own or reads its arguments; at the top of a `#[tokio::main]` body is fine too
+/// (the worker then serves from a thread of its own). Programs that define a
+/// `#[polyloop::task]` run this before `main` on Linux and macOS anyway; calling it again is
+/// harmless. A worker that cannot start prints why on stderr and exits with a
+/// [`WorkerExit`](polyloop_wire::WorkerExit) status.
 ///
 /// ```no_run
 /// polyloop::init(); // first thing in main
