@@ -13,7 +13,7 @@ use nix::errno::Errno;
 use nix::sys::signal::kill;
 use nix::unistd::Pid;
 use polyloop::wire::{PROTOCOL_VERSION, WireError};
-use polyloop::{Pool, PoolBuilder, PoolError, Task, TaskError};
+use polyloop::{Pool, PoolBuilder, PoolError, TaskError, TaskSpec};
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::net::unix::pipe;
 

@@ -12,14 +12,16 @@
 //! # Example: a worker loop over an in-memory pipe
 //! ```
 //! use polyloop_child::{Registry, TaskEntry, serve};
-//! use polyloop_wire::{RemoteError, Task};
+//! use polyloop_wire::{RemoteError, Task, TaskSpec};
 //!
 //! #[derive(Clone, Copy)]
 //! struct Double;
-//! impl Task for Double {
+//! impl TaskSpec for Double {
 //!     type Input = u64;
 //!     type Output = u64;
 //!     const NAME: &'static str = "doc::double";
+//! }
+//! impl Task for Double {
 //!     async fn run(x: u64) -> Result<u64, RemoteError> {
 //!         Ok(x * 2)
 //!     }

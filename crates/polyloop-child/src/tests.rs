@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use polyloop_wire::{
     FrameBuffer, Limits, Outcome, PROTOCOL_VERSION, RemoteError, RuntimeFlavor, Task, TaskBatch,
-    ToChild, ToParent, Welcome, WorkerConfig, decode_to_parent, encode_frame,
+    TaskSpec, ToChild, ToParent, Welcome, WorkerConfig, decode_to_parent, encode_frame,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
@@ -12,10 +12,12 @@ use crate::{Registry, TaskEntry, serve};
 
 #[derive(Clone, Copy)]
 struct Double;
-impl Task for Double {
+impl TaskSpec for Double {
     type Input = u64;
     type Output = u64;
     const NAME: &'static str = "t::double";
+}
+impl Task for Double {
     async fn run(x: u64) -> Result<u64, RemoteError> {
         Ok(x * 2)
     }
@@ -23,10 +25,12 @@ impl Task for Double {
 
 #[derive(Clone, Copy)]
 struct Fails;
-impl Task for Fails {
+impl TaskSpec for Fails {
     type Input = String;
     type Output = ();
     const NAME: &'static str = "t::fails";
+}
+impl Task for Fails {
     async fn run(msg: String) -> Result<(), RemoteError> {
         Err(RemoteError { message: msg, chain: vec!["cause".into()] })
     }
@@ -34,10 +38,12 @@ impl Task for Fails {
 
 #[derive(Clone, Copy)]
 struct Panics;
-impl Task for Panics {
+impl TaskSpec for Panics {
     type Input = ();
     type Output = ();
     const NAME: &'static str = "t::panics";
+}
+impl Task for Panics {
     async fn run(_: ()) -> Result<(), RemoteError> {
         panic!("kaboom")
     }
@@ -47,10 +53,12 @@ impl Task for Panics {
 #[derive(Clone, Copy)]
 struct Sleep;
 static SLEEPING: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-impl Task for Sleep {
+impl TaskSpec for Sleep {
     type Input = u64;
     type Output = u32;
     const NAME: &'static str = "t::sleep";
+}
+impl Task for Sleep {
     async fn run(ms: u64) -> Result<u32, RemoteError> {
         use std::sync::atomic::Ordering::SeqCst;
         let running = SLEEPING.fetch_add(1, SeqCst) + 1;
@@ -63,10 +71,12 @@ impl Task for Sleep {
 /// Sleeps without counting, for the cancellation tests (tests run in parallel).
 #[derive(Clone, Copy)]
 struct Wait;
-impl Task for Wait {
+impl TaskSpec for Wait {
     type Input = u64;
     type Output = ();
     const NAME: &'static str = "t::wait";
+}
+impl Task for Wait {
     async fn run(ms: u64) -> Result<(), RemoteError> {
         tokio::time::sleep(Duration::from_millis(ms)).await;
         Ok(())
@@ -76,10 +86,12 @@ impl Task for Wait {
 /// Blocks the thread for the given milliseconds: CPU-bound work that never yields.
 #[derive(Clone, Copy)]
 struct Spin;
-impl Task for Spin {
+impl TaskSpec for Spin {
     type Input = u64;
     type Output = ();
     const NAME: &'static str = "t::spin";
+}
+impl Task for Spin {
     async fn run(ms: u64) -> Result<(), RemoteError> {
         std::thread::sleep(Duration::from_millis(ms));
         Ok(())

@@ -103,11 +103,13 @@ fn expand_task(func: ItemFn) -> syn::Result<TokenStream2> {
             #vis #call_sig #body
         }
 
-        impl ::polyloop::Task for #name {
+        impl ::polyloop::TaskSpec for #name {
             type Input = #input_type;
             type Output = #output_type;
             const NAME: &'static str = ::core::concat!(::core::module_path!(), "::", #name_str);
+        }
 
+        impl ::polyloop::Task for #name {
             fn run(
                 input: Self::Input,
             ) -> impl ::core::future::Future<

@@ -4,7 +4,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use polyloop_wire::{InitTask, RuntimeFlavor, Task};
+use polyloop_wire::{InitTask, RuntimeFlavor, TaskSpec};
 
 use crate::process::WorkerProgram;
 use crate::scheduler::{RoundRobin, Scheduler};
@@ -169,7 +169,7 @@ impl PoolBuilder {
 
     /// Runs `task` with `input` once in every worker before it takes any other task, e.g. to
     /// open a client the worker keeps in a static. If it fails, `build` fails.
-    pub fn initializer<T: Task>(mut self, _task: T, input: T::Input) -> Self {
+    pub fn initializer<T: TaskSpec>(mut self, _task: T, input: T::Input) -> Self {
         match postcard::to_allocvec(&input) {
             Ok(input) => {
                 self.config.initializer = Some(InitTask {

@@ -7,16 +7,16 @@
 //! [`MapStream`] that waits for them. A worker that dies is replaced, and exactly its tasks fail
 //! (or are retried). Callers may be on any tokio runtime, one after another.
 //!
-//! This crate knows a task only by its [`Task`](polyloop_wire::Task) schema (name and serde
-//! types); it never links the child runtime, so a worker may be another program entirely.
+//! This crate knows a task only by its [`TaskSpec`](polyloop_wire::TaskSpec) (name and serde
+//! types), never by its code: it never links the child runtime, so a worker may be another
+//! program entirely, and a parent need not compile the bodies of the tasks it submits.
 //!
 //! # Example
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! # #[derive(Clone, Copy)] struct Double;
-//! # impl polyloop_wire::Task for Double {
+//! # impl polyloop_wire::TaskSpec for Double {
 //! #     type Input = u64; type Output = u64; const NAME: &'static str = "doc::double";
-//! #     async fn run(x: u64) -> Result<u64, polyloop_wire::RemoteError> { Ok(x * 2) }
 //! # }
 //! let pool = polyloop_pool::Pool::builder().processes(2).build().await?;
 //! let doubled = pool.map(Double, 0..1000u64).await?;

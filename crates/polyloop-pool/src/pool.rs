@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
-use polyloop_wire::Task;
+use polyloop_wire::TaskSpec;
 use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinHandle;
 
@@ -173,7 +173,7 @@ impl Shared {
     }
 
     /// Encodes an input into a job; an input that does not serialize fails on its own.
-    pub(crate) fn make_job<T: Task>(&self, input: &T::Input, reply: Reply) -> Option<Job> {
+    pub(crate) fn make_job<T: TaskSpec>(&self, input: &T::Input, reply: Reply) -> Option<Job> {
         let key =
             TaskKey { name: T::NAME, fingerprint: T::fingerprint(), decode: decode::<T::Output> };
         match SmallBytes::encode(input) {
@@ -189,7 +189,7 @@ impl Shared {
     }
 
     /// Checks that the workers know `T`, before queueing anything.
-    pub(crate) fn check_task<T: Task>(&self) -> Result<(), TaskError> {
+    pub(crate) fn check_task<T: TaskSpec>(&self) -> Result<(), TaskError> {
         self.registry
             .index(T::NAME, T::fingerprint())
             .map(drop)
@@ -327,7 +327,7 @@ impl Pool {
     /// Runs `task` on `input` in a worker; the returned handle resolves to its result.
     ///
     /// Dropping the handle before it resolves cancels the task in its worker.
-    pub fn submit<T: Task>(&self, _task: T, input: T::Input) -> TaskHandle<T::Output> {
+    pub fn submit<T: TaskSpec>(&self, _task: T, input: T::Input) -> TaskHandle<T::Output> {
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         match self.shared.check_task::<T>() {
@@ -351,7 +351,11 @@ impl Pool {
     }
 
     /// Runs `task` on `input` in a worker and waits for its result.
-    pub async fn apply<T: Task>(&self, task: T, input: T::Input) -> Result<T::Output, TaskError> {
+    pub async fn apply<T: TaskSpec>(
+        &self,
+        task: T,
+        input: T::Input,
+    ) -> Result<T::Output, TaskError> {
         self.submit(task, input).await
     }
 
@@ -361,7 +365,7 @@ impl Pool {
     /// Inputs are pulled lazily: memory stays bounded however long the iterator is.
     pub async fn map<T, I>(&self, task: T, inputs: I) -> Result<Vec<T::Output>, TaskError>
     where
-        T: Task,
+        T: TaskSpec,
         I: IntoIterator<Item = T::Input>,
     {
         let mut stream = self.map_stream(task, inputs).fail_fast();
@@ -383,7 +387,7 @@ impl Pool {
     /// the stream cancels the tasks still running.
     pub fn map_stream<T, I>(&self, task: T, inputs: I) -> MapStream<T, I::Source>
     where
-        T: Task,
+        T: TaskSpec,
         I: Inputs<T::Input>,
     {
         MapStream::new(task, Arc::clone(&self.shared), inputs.into_source(), Order::Ordered)
@@ -392,7 +396,7 @@ impl Pool {
     /// Runs `task` on every input; the stream yields each result as soon as it is ready.
     pub fn map_unordered<T, I>(&self, task: T, inputs: I) -> MapStream<T, I::Source>
     where
-        T: Task,
+        T: TaskSpec,
         I: Inputs<T::Input>,
     {
         MapStream::new(task, Arc::clone(&self.shared), inputs.into_source(), Order::Unordered)
@@ -624,7 +628,7 @@ pub enum SpawnError {
 /// Runs one task in a fresh worker process, then stops and reaps the process.
 ///
 /// Like aiomultiprocess's `Worker`: for a one-off job that should not share a process.
-pub async fn spawn<T: Task>(task: T, input: T::Input) -> Result<T::Output, SpawnError> {
+pub async fn spawn<T: TaskSpec>(task: T, input: T::Input) -> Result<T::Output, SpawnError> {
     let pool = Pool::builder().processes(1).child_concurrency(1).build().await?;
     let result = pool.apply(task, input).await;
     pool.close().await?;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures_core::Stream;
-use polyloop_wire::Task;
+use polyloop_wire::TaskSpec;
 
 use crate::TaskError;
 use crate::job::{RawResult, Reply, StreamResult, StreamRx, StreamSink, StreamTx, take};
@@ -97,7 +97,7 @@ pub(crate) enum Order {
 ///
 /// It submits inputs as it is polled, never more than a bounded window ahead of the results it
 /// has yielded, so an endless input uses constant memory. Dropping it cancels what still runs.
-pub struct MapStream<T: Task, S> {
+pub struct MapStream<T: TaskSpec, S> {
     shared: Arc<Shared>,
     source: S,
     order: Order,
@@ -120,7 +120,7 @@ pub struct MapStream<T: Task, S> {
     _task: std::marker::PhantomData<fn() -> T>,
 }
 
-impl<T: Task, S> fmt::Debug for MapStream<T, S> {
+impl<T: TaskSpec, S> fmt::Debug for MapStream<T, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MapStream")
             .field("task", &T::NAME)
@@ -131,7 +131,7 @@ impl<T: Task, S> fmt::Debug for MapStream<T, S> {
     }
 }
 
-impl<T: Task, S: InputSource<T::Input>> MapStream<T, S> {
+impl<T: TaskSpec, S: InputSource<T::Input>> MapStream<T, S> {
     pub(crate) fn new(_task: T, shared: Arc<Shared>, source: S, order: Order) -> Self {
         let credit = shared.config.max_credit() as u64;
         let window = (2 * shared.slots.len() as u64 * credit).max(64);
@@ -273,7 +273,7 @@ impl<T: Task, S: InputSource<T::Input>> MapStream<T, S> {
     }
 }
 
-impl<T: Task, S: InputSource<T::Input>> Stream for MapStream<T, S> {
+impl<T: TaskSpec, S: InputSource<T::Input>> Stream for MapStream<T, S> {
     type Item = Result<T::Output, TaskError>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
@@ -281,7 +281,7 @@ impl<T: Task, S: InputSource<T::Input>> Stream for MapStream<T, S> {
     }
 }
 
-impl<T: Task, S> Drop for MapStream<T, S> {
+impl<T: TaskSpec, S> Drop for MapStream<T, S> {
     fn drop(&mut self) {
         if self.submitted != self.yielded {
             self.tx.close();

@@ -13,8 +13,9 @@
 //!   [`ToParent::Hello`] (its protocol version, pid and task registry). After that the parent sends
 //!   [`ToChild::Tasks`] batches and the child answers with [`ToParent::Results`] batches, which
 //!   [`TaskBatch`] and [`ResultBatch`] build without an allocation per item.
-//! * [`Task`] is the schema of one task: its stable name, its serde input and output types and a
-//!   [fingerprint](Task::fingerprint) of them, so a worker binary built from other code is refused.
+//! * [`TaskSpec`] is the schema of one task: its stable name, its serde input and output types
+//!   and a [fingerprint](TaskSpec::fingerprint) of them, so a worker binary built from other code
+//!   is refused. [`Task`] adds the code, for the worker side; a parent needs only the spec.
 //! * [`decode_value`] decodes a postcard value from a peer, such as a task's input or output,
 //!   with a nesting limit ([`DEFAULT_MAX_NESTING`]), so a deeply nested value is a
 //!   [`DecodeError`] instead of a stack overflow that aborts the process.
@@ -66,7 +67,7 @@ pub use message::{
     TaskInfo, ToChild, ToParent, Welcome, WorkerConfig,
 };
 pub use reason::serialize_failure;
-pub use task::{SCHEMAS, Task, TaskSchema, schema_fingerprint};
+pub use task::{SCHEMAS, Task, TaskSchema, TaskSpec, schema_fingerprint};
 
 #[doc(hidden)]
 pub mod __private {

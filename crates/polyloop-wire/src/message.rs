@@ -70,9 +70,9 @@ pub enum RuntimeFlavor {
 /// A task named by its registry name, used where the child's registry index is not known yet.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InitTask {
-    /// The task's registered name ([`Task::NAME`](crate::Task::NAME)).
+    /// The task's registered name ([`TaskSpec::NAME`](crate::TaskSpec::NAME)).
     pub name: String,
-    /// The parent's [`Task::fingerprint`](crate::Task::fingerprint) for it.
+    /// The parent's [`TaskSpec::fingerprint`](crate::TaskSpec::fingerprint) for it.
     pub fingerprint: u64,
     /// The postcard-encoded input.
     #[serde(with = "serde_bytes")]

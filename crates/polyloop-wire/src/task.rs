@@ -7,28 +7,28 @@ use serde::de::DeserializeOwned;
 
 use crate::RemoteError;
 
-/// A task that can run in a worker process.
+/// What a parent knows of a task: its name and its types. Enough to submit it and decode its
+/// output; the code that runs it ([`Task`]) may live only in a worker program.
 ///
-/// `#[polyloop::task]` implements this for you on a unit struct named like the function. The pool
-/// uses only the name and the types; the worker calls [`Task::run`].
+/// `#[polyloop::task]` implements this and [`Task`] for you on a unit struct named like the
+/// function. A parent that names tasks implemented elsewhere (a separate worker binary)
+/// implements this alone:
 ///
 /// ```
-/// use polyloop_wire::{RemoteError, Task};
+/// use polyloop_wire::TaskSpec;
 ///
+/// /// Implemented by the worker program.
 /// #[derive(Clone, Copy)]
 /// struct Double;
 ///
-/// impl Task for Double {
+/// impl TaskSpec for Double {
 ///     type Input = u64;
 ///     type Output = u64;
 ///     const NAME: &'static str = "example::double";
-///     async fn run(x: u64) -> Result<u64, RemoteError> {
-///         Ok(x * 2)
-///     }
 /// }
 /// assert_ne!(Double::fingerprint(), 0);
 /// ```
-pub trait Task: Copy + Send + Sync + 'static {
+pub trait TaskSpec: Copy + Send + Sync + 'static {
     /// What the task takes; several arguments travel as a tuple.
     type Input: Serialize + DeserializeOwned + Send + 'static;
     /// What the task returns on success.
@@ -41,7 +41,29 @@ pub trait Task: Copy + Send + Sync + 'static {
     fn fingerprint() -> u64 {
         schema_fingerprint::<Self::Input, Self::Output>()
     }
+}
 
+/// A task a worker can run: its [`TaskSpec`] and the code.
+///
+/// ```
+/// use polyloop_wire::{RemoteError, Task, TaskSpec};
+///
+/// #[derive(Clone, Copy)]
+/// struct Double;
+///
+/// impl TaskSpec for Double {
+///     type Input = u64;
+///     type Output = u64;
+///     const NAME: &'static str = "example::double";
+/// }
+///
+/// impl Task for Double {
+///     async fn run(x: u64) -> Result<u64, RemoteError> {
+///         Ok(x * 2)
+///     }
+/// }
+/// ```
+pub trait Task: TaskSpec {
     /// Runs the task on its decoded input.
     fn run(input: Self::Input) -> impl Future<Output = Result<Self::Output, RemoteError>> + Send;
 }
@@ -85,15 +107,15 @@ pub static SCHEMAS: [TaskSchema];
 /// A task's name and the fingerprint of its types, as linked into this program.
 #[derive(Debug, Clone, Copy)]
 pub struct TaskSchema {
-    /// [`Task::NAME`].
+    /// [`TaskSpec::NAME`].
     pub name: &'static str,
-    /// [`Task::fingerprint`].
+    /// [`TaskSpec::fingerprint`].
     pub fingerprint: fn() -> u64,
 }
 
 impl TaskSchema {
     /// The schema of `T`.
-    pub const fn of<T: Task>() -> Self {
+    pub const fn of<T: TaskSpec>() -> Self {
         TaskSchema { name: T::NAME, fingerprint: T::fingerprint }
     }
 }

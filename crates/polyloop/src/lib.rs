@@ -54,7 +54,7 @@ pub use polyloop_pool::{
     PoolError, PoolStats, QueueLoads, RoundRobin, Scheduler, SpawnError, TaskError, TaskHandle,
     WorkerStats, from_stream, spawn,
 };
-pub use polyloop_wire::{RemoteError, Task};
+pub use polyloop_wire::{RemoteError, Task, TaskSpec};
 
 /// The worker runtime, for custom worker binaries.
 pub use polyloop_child as child;

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures_core::Stream;
-use polyloop::{Pool, Task};
+use polyloop::{Pool, TaskSpec};
 
 #[polyloop::task]
 async fn double(x: u64) -> u64 {
@@ -576,17 +576,14 @@ async fn panicking_serde_code_fails_its_task_only() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A task the worker program does not register: implemented by hand, not with the macro.
+/// A task the worker program does not register: named by hand, implemented nowhere.
 #[derive(Clone, Copy, Debug)]
 struct Unregistered;
 
-impl Task for Unregistered {
+impl TaskSpec for Unregistered {
     type Input = u64;
     type Output = u64;
     const NAME: &'static str = "tests::unregistered";
-    async fn run(x: u64) -> Result<u64, polyloop::RemoteError> {
-        Ok(x)
-    }
 }
 
 #[tokio::test]

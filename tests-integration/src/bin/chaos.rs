@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use polyloop::{Pool, Task, TaskError};
+use polyloop::{Pool, TaskError, TaskSpec};
 
 /// One task of the mix, chosen by `i`: 1% panic, 10% burn ~200 us of CPU, 0.1% block their
 /// thread for 20 ms (a worker busy so must still beat), the rest sleep a little (up to 3 ms), so
