@@ -5,6 +5,10 @@
 //! handshake, runs up to `child_concurrency` tasks at once, catches each task's panics, and sends
 //! results back in batches, flushing as soon as nothing more is ready.
 //!
+//! A worker binary of one's own (its own runtime, thread names, subscriber) takes the
+//! bootstrap's steps one by one: [`Inherited::from_env`], [`Inherited::prepare`], then [`serve`]
+//! on its runtime; `examples/custom_worker.rs` is one.
+//!
 //! Tasks are found in a [`Registry`]; `#[polyloop::task]` adds each task to [`TASKS`] at link
 //! time, so nobody lists them by hand. The worker loop takes any `AsyncRead + AsyncWrite`, so a
 //! custom worker binary (or a test) can drive it over whatever transport it likes.
@@ -41,7 +45,10 @@ mod process;
 mod registry;
 mod worker;
 
-pub use process::{Inherited, run_worker_process, worker_hook};
+pub use process::{
+    Inherited, ignore_group_signals, install_panic_hook, run_worker_process, watch_parent,
+    worker_hook,
+};
 pub use registry::{Failure, Registry, RunFn, RunningTask, TASKS, TaskEntry, TaskFuture};
 pub use worker::{WorkerError, serve};
 

@@ -119,6 +119,50 @@ impl Inherited {
         };
         Ok(Some(Inherited { socket, parent, heartbeat }))
     }
+
+    /// Does what every worker process needs before it serves, on whatever runtime it then
+    /// builds: [`ignore_group_signals`], [`install_panic_hook`] and [`watch_parent`] (which
+    /// also beats on the heartbeat socket). Returns the socket to [`serve`](crate::serve) on,
+    /// in blocking mode.
+    ///
+    /// # Errors
+    /// [`WorkerError::Orphaned`] if the parent exited before this process got here.
+    ///
+    /// # Example: a worker on a runtime of its own
+    /// ```no_run
+    /// use polyloop_child::{Inherited, Registry, serve};
+    ///
+    /// fn main() -> Result<(), Box<dyn std::error::Error>> {
+    ///     let Some(inherited) = Inherited::from_env()? else {
+    ///         return Err("start me from a polyloop pool".into());
+    ///     };
+    ///     let socket = inherited.prepare()?;
+    ///     let runtime = tokio::runtime::Builder::new_multi_thread()
+    ///         .worker_threads(2)
+    ///         .thread_name("my-worker")
+    ///         .enable_all()
+    ///         .build()?;
+    ///     runtime.block_on(async {
+    ///         socket.set_nonblocking(true)?;
+    ///         let stream = tokio::net::UnixStream::from_std(socket)?;
+    ///         serve(stream, Registry::linked()).await
+    ///     })?;
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn prepare(self) -> Result<UnixStream, WorkerError> {
+        let Inherited { socket, parent, heartbeat } = self;
+        ignore_group_signals();
+        install_panic_hook();
+        watch_parent(parent, heartbeat)?;
+        Ok(UnixStream::from(socket))
+    }
+}
+
+/// Installs the panic hook that keeps a task's panic out of the worker's stderr and records its
+/// location for the parent's error; other panics still reach the hook installed before. Idempotent.
+pub fn install_panic_hook() {
+    crate::panic::install_hook();
 }
 
 /// Parses variable `name`, which must be set, as a non-negative number.
@@ -180,12 +224,7 @@ fn socket_from(name: &str, value: &OsString) -> Result<OwnedFd, WorkerError> {
 /// }
 /// ```
 pub fn run_worker_process(inherited: Inherited, registry: Registry) -> Result<(), WorkerError> {
-    let Inherited { socket, parent, heartbeat } = inherited;
-    ignore_signals();
-    orphan_guard(parent, heartbeat)?;
-    crate::panic::install_hook();
-
-    let mut stream = UnixStream::from(socket);
+    let mut stream = inherited.prepare()?;
     // The Welcome says which runtime to build, so it is read before there is one.
     let (welcome, frames) = read_welcome_blocking(&mut stream, WELCOME_TIMEOUT)?;
     stream.set_nonblocking(true)?;
@@ -254,14 +293,21 @@ fn read_welcome_blocking(
 }
 
 /// Makes sure the worker dies with its parent even when it cannot read its socket (a task that
-/// blocks the thread), and proves to the parent that the process runs: a small thread waits for
-/// the parent to exit, beating on `heartbeat` meanwhile, and ends the process when it does. The
-/// primary signal of a parent's end is the end of stream on the socket, which the worker loop
-/// sees.
+/// blocks the thread), and proves to the parent that the process runs: a small thread,
+/// `polyloop-parent-watch`, waits for process `parent` to exit, writing a byte to `heartbeat`
+/// every interval meanwhile, and ends the process when it does. The primary signal of a parent's
+/// end is the end of stream on the socket, which the worker loop sees.
 ///
 /// Not `PR_SET_PDEATHSIG`: it fires when the parent *thread* that spawned us exits, and a
 /// tokio runtime retires idle threads while the pool lives on.
-fn orphan_guard(parent: i32, heartbeat: Option<(OwnedFd, Duration)>) -> Result<(), WorkerError> {
+///
+/// # Errors
+/// [`WorkerError::Orphaned`] if `parent` is no longer this process's parent, or an i/o error if
+/// the thread cannot start.
+pub fn watch_parent(
+    parent: i32,
+    heartbeat: Option<(OwnedFd, Duration)>,
+) -> Result<(), WorkerError> {
     // The parent may have died before we got here; then we were re-parented already.
     let actual = nix::unistd::getppid().as_raw();
     if actual != parent {
@@ -340,10 +386,11 @@ impl ParentWatch {
     }
 }
 
-/// Leaves signals aimed at the whole process group to the parent: it decides when workers stop
-/// (and no worker prints its own report of a Ctrl-C). A write to a closed socket must return an
-/// error, not kill the worker; code that runs before `main` still has SIGPIPE at its default.
-fn ignore_signals() {
+/// Leaves signals aimed at the whole process group to the parent: ignores SIGINT (the parent
+/// decides when workers stop, and no worker prints its own report of a Ctrl-C) and SIGPIPE (a
+/// write to a closed socket must return an error, not kill the worker; code that runs before
+/// `main` still has SIGPIPE at its default).
+pub fn ignore_group_signals() {
     use nix::sys::signal::{SigHandler, Signal, signal};
     for sig in [Signal::SIGPIPE, Signal::SIGINT] {
         // SAFETY: SIG_IGN installs no handler code, so it cannot violate signal safety.

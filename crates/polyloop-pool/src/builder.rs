@@ -4,7 +4,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use polyloop_wire::{InitTask, RuntimeFlavor, TaskSpec};
+use polyloop_wire::{InitTask, RuntimeFlavor, TaskSchema, TaskSpec};
 
 use crate::process::WorkerProgram;
 use crate::scheduler::{RoundRobin, Scheduler};
@@ -51,6 +51,8 @@ pub(crate) struct Config {
     /// `None`: the pool does not watch its workers' liveness.
     pub(crate) heartbeat_timeout: Option<Duration>,
     pub(crate) drivers: Drivers,
+    /// Tasks the worker program must hold, beyond those linked into this program.
+    pub(crate) expected: Vec<TaskSchema>,
 }
 
 /// Where a pool's drivers run.
@@ -110,6 +112,7 @@ impl Default for PoolBuilder {
                 max_nesting: polyloop_wire::DEFAULT_MAX_NESTING,
                 heartbeat_timeout: Some(DEFAULT_HEARTBEAT_TIMEOUT),
                 drivers: Drivers::OwnThread,
+                expected: Vec::new(),
             },
             scheduler: Box::new(RoundRobin::default()),
             init_error: None,
@@ -313,6 +316,38 @@ impl PoolBuilder {
     /// ```
     pub fn heartbeat_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.config.heartbeat_timeout = timeout;
+        self
+    }
+
+    /// Tasks the worker program must hold, with these types: a worker that lacks one, or holds
+    /// it with other input or output types, fails the handshake ([`PoolError::MissingTasks`],
+    /// [`PoolError::RegistryMismatch`]) instead of failing each task later.
+    ///
+    /// Tasks linked into this program with `#[polyloop::task]` are compared by type anyway; this
+    /// is for a parent that names tasks by their [`TaskSpec`] alone and runs them in a separate
+    /// [`worker_program`](Self::worker_program).
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), polyloop_pool::PoolError> {
+    /// use polyloop_wire::{TaskSchema, TaskSpec};
+    ///
+    /// #[derive(Clone, Copy)]
+    /// struct Double; // implemented by the worker program
+    /// impl TaskSpec for Double {
+    ///     type Input = u64;
+    ///     type Output = u64;
+    ///     const NAME: &'static str = "worker::double";
+    /// }
+    ///
+    /// let pool = polyloop_pool::Pool::builder()
+    ///     .worker_program("target/release/my_worker")
+    ///     .expect_tasks([TaskSchema::of::<Double>()])
+    ///     .build()
+    ///     .await?;
+    /// # drop(pool); Ok(()) }
+    /// ```
+    pub fn expect_tasks(mut self, tasks: impl IntoIterator<Item = TaskSchema>) -> Self {
+        self.config.expected.extend(tasks);
         self
     }
 

@@ -125,8 +125,20 @@ pub(crate) async fn connect(
         }
         let tasks: HashMap<String, (u32, u64)> =
             (0u32..).zip(hello.tasks).map(|(i, t)| (t.name, (i, t.fingerprint))).collect();
+        let mut missing: Vec<String> = config
+            .expected
+            .iter()
+            .filter(|expected| !tasks.contains_key(expected.name))
+            .map(|expected| format!("`{}`", expected.name))
+            .collect();
+        if !missing.is_empty() {
+            missing.sort();
+            missing.dedup();
+            return Err(PoolError::MissingTasks { pid, tasks: missing });
+        }
         let mut conflicts: Vec<String> = polyloop_wire::SCHEMAS
             .iter()
+            .chain(&config.expected)
             .filter(|ours| {
                 tasks.get(ours.name).is_some_and(|&(_, theirs)| theirs != (ours.fingerprint)())
             })
@@ -134,6 +146,7 @@ pub(crate) async fn connect(
             .collect();
         if !conflicts.is_empty() {
             conflicts.sort();
+            conflicts.dedup();
             return Err(PoolError::RegistryMismatch { pid, tasks: conflicts });
         }
         frames.set_limits(limits);

@@ -216,6 +216,15 @@ pub enum PoolError {
         /// The tasks whose fingerprints differ.
         tasks: Vec<String>,
     },
+    /// The worker program does not hold tasks the pool was told to expect
+    /// ([`PoolBuilder::expect_tasks`](crate::PoolBuilder::expect_tasks)).
+    #[error("worker {pid} does not hold the expected tasks {}", tasks.join(", "))]
+    MissingTasks {
+        /// The worker's pid.
+        pid: u32,
+        /// The tasks it lacks.
+        tasks: Vec<String>,
+    },
     /// The initializer is not registered in the worker program, or has other types there.
     #[error("the initializer task `{0}` is unknown to the worker program")]
     UnknownInitializer(&'static str),
