@@ -64,16 +64,9 @@ async fn task_error(case: &str) -> (TaskError, u32) {
     (err, pid)
 }
 
-/// The error and its sources, as `{:#}` prints them with anyhow.
-fn chain(err: &dyn Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(inner) = source {
-        text.push_str(": ");
-        text.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    text
+/// The error and its sources on one line, as `{:#}` prints them with anyhow.
+fn chain(err: &(dyn Error + 'static)) -> String {
+    polyloop::RemoteError::from_error(err).to_string()
 }
 
 /// Asserts that `pid` is neither running nor a zombie: the pool waited for it.

@@ -55,20 +55,11 @@ pub fn worker_hook() {
 fn exit_with(err: &WorkerError) -> ! {
     let exit = err.exit();
     if exit != WorkerExit::InitializerFailed {
-        eprintln!("polyloop worker {}: {}", std::process::id(), error_chain(err));
+        // The error and its causes on one line, as the parent would print a task's error.
+        let text = polyloop_wire::RemoteError::from_error(err);
+        eprintln!("polyloop worker {}: {text}", std::process::id());
     }
     std::process::exit(exit.code());
-}
-
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(inner) = source {
-        text.push_str(": ");
-        text.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    text
 }
 
 /// What a pool passes to the worker process it starts, read from the environment.

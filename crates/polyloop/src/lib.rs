@@ -125,3 +125,9 @@ pub mod __private {
         }
     }
 }
+
+/// The README's Rust examples, compiled and run as doctests so that they cannot drift from the
+/// API.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
