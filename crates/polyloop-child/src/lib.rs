@@ -52,9 +52,49 @@ pub use process::{
 pub use registry::{Failure, Registry, RunFn, RunningTask, TASKS, TaskEntry, TaskFuture};
 pub use worker::{WorkerError, serve};
 
+/// What the expansions of `#[polyloop::task]` and `#[polyloop::main]` refer to, as
+/// `<crate>::__private::…` (`::polyloop` by default, `crate = "polyloop_child"` without the
+/// facade). Not a public API.
 #[doc(hidden)]
 pub mod __private {
     pub use linkme;
+    pub use polyloop_wire::{RemoteError, SCHEMAS, Task, TaskSchema, TaskSpec};
+    pub use tokio;
+
+    pub use crate::{TASKS, TaskEntry, worker_hook};
+
+    /// Autoref specialization: a task's error becomes a [`RemoteError`] with its source chain
+    /// when it is a `std::error::Error` (or holds one, like `anyhow::Error`), with its message
+    /// when it only implements `Display`.
+    #[derive(Debug)]
+    pub struct Wrap<'a, E>(pub &'a E);
+
+    pub trait ViaError {
+        fn to_remote(&self) -> RemoteError;
+    }
+    impl<E: std::error::Error + 'static> ViaError for &&Wrap<'_, E> {
+        fn to_remote(&self) -> RemoteError {
+            RemoteError::from_error(self.0)
+        }
+    }
+
+    pub trait ViaAsRef {
+        fn to_remote(&self) -> RemoteError;
+    }
+    impl<E: AsRef<dyn std::error::Error + Send + Sync>> ViaAsRef for &Wrap<'_, E> {
+        fn to_remote(&self) -> RemoteError {
+            RemoteError::from_error(self.0.as_ref())
+        }
+    }
+
+    pub trait ViaDisplay {
+        fn to_remote(&self) -> RemoteError;
+    }
+    impl<E: std::fmt::Display> ViaDisplay for Wrap<'_, E> {
+        fn to_remote(&self) -> RemoteError {
+            RemoteError::from_display(self.0)
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,10 +1,12 @@
 //! `#[polyloop::task]` and `#[polyloop::main]`: the attribute macros of polyloop.
 //!
-//! Use them through the `polyloop` facade; the expansions refer to `::polyloop`. See the facade's
-//! documentation for what they do.
+//! Use them through the `polyloop` facade; the expansions refer to `::polyloop::__private`. Without
+//! the facade, `crate = "polyloop_child"` (or any path that re-exports it) names the crate to refer
+//! to instead, as tokio's macros take `crate = "..."`. See the facade's documentation for what they
+//! do.
 
 use proc_macro::TokenStream;
-use proc_macro2::{Span, TokenStream as TokenStream2};
+use proc_macro2::TokenStream as TokenStream2;
 use quote::{format_ident, quote};
 use syn::parse::Parser;
 use syn::{FnArg, ItemFn, ReturnType, Type, parse_macro_input};
@@ -13,20 +15,48 @@ use syn::{FnArg, ItemFn, ReturnType, Type, parse_macro_input};
 /// `polyloop::Task` and is registered so that every worker process can run it.
 ///
 /// The original function stays callable as `name::call(..)`.
+///
+/// Takes `crate = "path"`, the crate the expansion refers to (default `polyloop`); a worker
+/// built on `polyloop-child` without the facade writes
+/// `#[polyloop_macros::task(crate = "polyloop_child")]`.
 #[proc_macro_attribute]
 pub fn task(args: TokenStream, item: TokenStream) -> TokenStream {
-    if !args.is_empty() {
-        let err = syn::Error::new(Span::call_site(), "#[polyloop::task] takes no arguments");
-        return err.to_compile_error().into();
-    }
     let func = parse_macro_input!(item as ItemFn);
-    match expand_task(func) {
+    let expanded = parse_args(args.into(), "#[polyloop::task]", |_| Ok(false))
+        .and_then(|krate| expand_task(func, &krate));
+    match expanded {
         Ok(tokens) => tokens.into(),
         Err(err) => err.to_compile_error().into(),
     }
 }
 
-fn expand_task(func: ItemFn) -> syn::Result<TokenStream2> {
+/// Parses the `crate = "path"` argument, handing any other to `other` (which says whether it
+/// took it), and returns the path to the crate's `__private` module.
+fn parse_args(
+    args: TokenStream2,
+    macro_name: &str,
+    mut other: impl FnMut(&syn::meta::ParseNestedMeta<'_>) -> syn::Result<bool>,
+) -> syn::Result<TokenStream2> {
+    let mut krate: Option<syn::Path> = None;
+    let parser = syn::meta::parser(|meta| {
+        if meta.path.is_ident("crate") {
+            let value: syn::LitStr = meta.value()?.parse()?;
+            krate = Some(value.parse()?);
+            Ok(())
+        } else if other(&meta)? {
+            Ok(())
+        } else {
+            Err(meta.error(format!("unknown argument to {macro_name}")))
+        }
+    });
+    parser.parse2(args)?;
+    Ok(match krate {
+        Some(path) => quote!(#path::__private),
+        None => quote!(::polyloop::__private),
+    })
+}
+
+fn expand_task(func: ItemFn, private: &TokenStream2) -> syn::Result<TokenStream2> {
     let sig = &func.sig;
     if sig.asyncness.is_none() {
         return Err(syn::Error::new_spanned(sig.fn_token, "#[polyloop::task] needs an `async fn`"));
@@ -69,8 +99,8 @@ fn expand_task(func: ItemFn) -> syn::Result<TokenStream2> {
                         ::core::result::Result::Ok(value) => ::core::result::Result::Ok(value),
                         ::core::result::Result::Err(err) => {
                             #[allow(unused_imports)]
-                            use ::polyloop::__private::{ViaAsRef as _, ViaDisplay as _, ViaError as _};
-                            ::core::result::Result::Err((&&&::polyloop::__private::Wrap(&err)).to_remote())
+                            use #private::{ViaAsRef as _, ViaDisplay as _, ViaError as _};
+                            ::core::result::Result::Err((&&&#private::Wrap(&err)).to_remote())
                         }
                     }
                 },
@@ -103,17 +133,17 @@ fn expand_task(func: ItemFn) -> syn::Result<TokenStream2> {
             #vis #call_sig #body
         }
 
-        impl ::polyloop::TaskSpec for #name {
+        impl #private::TaskSpec for #name {
             type Input = #input_type;
             type Output = #output_type;
             const NAME: &'static str = ::core::concat!(::core::module_path!(), "::", #name_str);
         }
 
-        impl ::polyloop::Task for #name {
+        impl #private::Task for #name {
             fn run(
                 input: Self::Input,
             ) -> impl ::core::future::Future<
-                Output = ::core::result::Result<Self::Output, ::polyloop::RemoteError>,
+                Output = ::core::result::Result<Self::Output, #private::RemoteError>,
             > + ::core::marker::Send {
                 async move {
                     #destructure
@@ -124,15 +154,15 @@ fn expand_task(func: ItemFn) -> syn::Result<TokenStream2> {
         }
 
         const _: () = {
-            #[::polyloop::__private::linkme::distributed_slice(::polyloop::__private::TASKS)]
-            #[linkme(crate = ::polyloop::__private::linkme)]
-            static ENTRY: ::polyloop::__private::TaskEntry =
-                ::polyloop::__private::TaskEntry::of::<#name>();
+            #[#private::linkme::distributed_slice(#private::TASKS)]
+            #[linkme(crate = #private::linkme)]
+            static ENTRY: #private::TaskEntry =
+                #private::TaskEntry::of::<#name>();
 
-            #[::polyloop::__private::linkme::distributed_slice(::polyloop::__private::SCHEMAS)]
-            #[linkme(crate = ::polyloop::__private::linkme)]
-            static SCHEMA: ::polyloop::__private::TaskSchema =
-                ::polyloop::__private::TaskSchema::of::<#name>();
+            #[#private::linkme::distributed_slice(#private::SCHEMAS)]
+            #[linkme(crate = #private::linkme)]
+            static SCHEMA: #private::TaskSchema =
+                #private::TaskSchema::of::<#name>();
 
             // Runs before `main`, so any program holding a task (test and bench binaries
             // included) serves as a worker when a pool starts it as one.
@@ -146,7 +176,7 @@ fn expand_task(func: ItemFn) -> syn::Result<TokenStream2> {
             #[cfg_attr(target_vendor = "apple", unsafe(link_section = "__DATA,__mod_init_func"))]
             static WORKER_HOOK: extern "C" fn() = {
                 extern "C" fn worker_hook() {
-                    ::polyloop::__private::worker_hook();
+                    #private::worker_hook();
                 }
                 worker_hook
             };
@@ -170,8 +200,8 @@ fn result_ok_type(ty: &Type) -> Option<Type> {
 
 /// Like `#[tokio::main]`, but the program first serves as a worker if a polyloop pool started it.
 ///
-/// Takes `flavor = "current_thread"` or `flavor = "multi_thread"` (the default) and
-/// `worker_threads = N`.
+/// Takes `flavor = "current_thread"` or `flavor = "multi_thread"` (the default),
+/// `worker_threads = N` and `crate = "path"` (as for [`macro@task`]).
 #[proc_macro_attribute]
 pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
     let func = parse_macro_input!(item as ItemFn);
@@ -190,7 +220,7 @@ fn expand_main(args: TokenStream2, func: ItemFn) -> syn::Result<TokenStream2> {
     }
     let mut current_thread = false;
     let mut worker_threads = None;
-    let parser = syn::meta::parser(|meta| {
+    let private = parse_args(args, "#[polyloop::main]", |meta| {
         if meta.path.is_ident("flavor") {
             let value: syn::LitStr = meta.value()?.parse()?;
             match value.value().as_str() {
@@ -198,21 +228,20 @@ fn expand_main(args: TokenStream2, func: ItemFn) -> syn::Result<TokenStream2> {
                 "multi_thread" => current_thread = false,
                 _ => return Err(meta.error("flavor is \"current_thread\" or \"multi_thread\"")),
             }
-            Ok(())
+            Ok(true)
         } else if meta.path.is_ident("worker_threads") {
             let value: syn::LitInt = meta.value()?.parse()?;
             worker_threads = Some(value.base10_parse::<usize>()?);
-            Ok(())
+            Ok(true)
         } else {
-            Err(meta.error("unknown argument; expected `flavor` or `worker_threads`"))
+            Ok(false)
         }
-    });
-    parser.parse2(args)?;
+    })?;
     let builder = if current_thread {
-        quote!(::polyloop::__private::tokio::runtime::Builder::new_current_thread())
+        quote!(#private::tokio::runtime::Builder::new_current_thread())
     } else {
         let threads = worker_threads.map(|n| quote!(.worker_threads(#n)));
-        quote!(::polyloop::__private::tokio::runtime::Builder::new_multi_thread() #threads)
+        quote!(#private::tokio::runtime::Builder::new_multi_thread() #threads)
     };
     let attrs = &func.attrs;
     let vis = &func.vis;
@@ -222,7 +251,7 @@ fn expand_main(args: TokenStream2, func: ItemFn) -> syn::Result<TokenStream2> {
     Ok(quote! {
         #(#attrs)*
         #vis #sig {
-            ::polyloop::init();
+            #private::worker_hook();
             let body = async move #body;
             #builder
                 .enable_all()

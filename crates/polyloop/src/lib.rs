@@ -83,47 +83,10 @@ pub fn init() {
     polyloop_child::worker_hook();
 }
 
+/// What the expansions of `#[polyloop::task]` and `#[polyloop::main]` refer to.
 #[doc(hidden)]
 pub mod __private {
-    pub use polyloop_child::__private::linkme;
-    pub use polyloop_child::{TASKS, TaskEntry, worker_hook};
-    pub use polyloop_wire::{SCHEMAS, TaskSchema};
-    pub use tokio;
-
-    use polyloop_wire::RemoteError;
-
-    /// Autoref specialization: a task's error becomes a [`RemoteError`] with its source chain
-    /// when it is a `std::error::Error` (or holds one, like `anyhow::Error`), with its message
-    /// when it only implements `Display`.
-    #[derive(Debug)]
-    pub struct Wrap<'a, E>(pub &'a E);
-
-    pub trait ViaError {
-        fn to_remote(&self) -> RemoteError;
-    }
-    impl<E: std::error::Error + 'static> ViaError for &&Wrap<'_, E> {
-        fn to_remote(&self) -> RemoteError {
-            RemoteError::from_error(self.0)
-        }
-    }
-
-    pub trait ViaAsRef {
-        fn to_remote(&self) -> RemoteError;
-    }
-    impl<E: AsRef<dyn std::error::Error + Send + Sync>> ViaAsRef for &Wrap<'_, E> {
-        fn to_remote(&self) -> RemoteError {
-            RemoteError::from_error(self.0.as_ref())
-        }
-    }
-
-    pub trait ViaDisplay {
-        fn to_remote(&self) -> RemoteError;
-    }
-    impl<E: std::fmt::Display> ViaDisplay for Wrap<'_, E> {
-        fn to_remote(&self) -> RemoteError {
-            RemoteError::from_display(self.0)
-        }
-    }
+    pub use polyloop_child::__private::*;
 }
 
 /// The README's Rust examples, compiled and run as doctests so that they cannot drift from the
