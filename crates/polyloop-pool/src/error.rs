@@ -22,6 +22,8 @@ pub struct TaskError {
     task: &'static str,
     message: String,
     source: Option<Box<RemoteCause>>,
+    /// The position of the task's input in its map's input sequence.
+    input: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,7 +40,7 @@ pub(crate) enum Kind {
 
 impl TaskError {
     pub(crate) fn new(kind: Kind, task: &'static str, message: impl Into<String>) -> Self {
-        TaskError { kind, task, message: message.into(), source: None }
+        TaskError { kind, task, message: message.into(), source: None, input: None }
     }
 
     pub(crate) fn failed(task: &'static str, remote: RemoteError) -> Self {
@@ -48,7 +50,7 @@ impl TaskError {
             .into_iter()
             .rev()
             .fold(None, |next, message| Some(Box::new(RemoteCause { message, next })));
-        TaskError { kind: Kind::Failed, task, message: remote.message, source }
+        TaskError { kind: Kind::Failed, task, message: remote.message, source, input: None }
     }
 
     /// The task returned an `Err`.
@@ -96,6 +98,29 @@ impl TaskError {
         self.task
     }
 
+    /// For a task of a map (`map`, `map_stream`, `map_unordered`): the position of its input
+    /// in the inputs, counting from 0, so that an error that arrives out of order can be told
+    /// apart. `None` for a task of `submit` or `apply`, whose caller holds its handle.
+    ///
+    /// ```no_run
+    /// # async fn demo(pool: &polyloop_pool::Pool, task: impl polyloop_wire::TaskSpec<Input = u64>) {
+    /// let mut results = pool.map_unordered(task, 0..100u64);
+    /// while let Some(result) = results.next().await {
+    ///     if let Err(err) = result {
+    ///         eprintln!("input {:?} failed: {err}", err.input_index());
+    ///     }
+    /// }
+    /// # }
+    /// ```
+    pub fn input_index(&self) -> Option<u64> {
+        self.input
+    }
+
+    pub(crate) fn with_input(mut self, index: u64) -> Self {
+        self.input = Some(index);
+        self
+    }
+
     /// The cause as reported: the remote error's message, the panic message, or what the pool
     /// observed.
     pub fn message(&self) -> &str {
@@ -126,6 +151,7 @@ impl fmt::Debug for TaskError {
             .field("task", &self.task)
             .field("message", &self.message)
             .field("source", &self.source)
+            .field("input", &self.input)
             .finish()
     }
 }

@@ -571,7 +571,6 @@ impl Drop for RuntimeWatch {
 /// A task submitted with [`Pool::submit`]: a future of its result.
 ///
 /// Dropping it before it resolves cancels the task in its worker.
-#[derive(Debug)]
 pub struct TaskHandle<O> {
     id: u64,
     task: &'static str,
@@ -579,6 +578,17 @@ pub struct TaskHandle<O> {
     shared: Arc<Shared>,
     done: bool,
     _out: std::marker::PhantomData<fn() -> O>,
+}
+
+impl<O> std::fmt::Debug for TaskHandle<O> {
+    /// The task and its id, not the pool it belongs to.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TaskHandle")
+            .field("id", &self.id)
+            .field("task", &self.task)
+            .field("done", &self.done)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<O> TaskHandle<O> {

@@ -110,8 +110,9 @@ pub struct MapStream<T: TaskSpec, S> {
     checked: bool,
     tx: StreamTx,
     rx: StreamRx,
-    /// Ordered: results by sequence number, starting at `yielded`. Unordered: results as they came.
-    ready: VecDeque<Option<RawResult>>,
+    /// Ordered: results by sequence number, starting at `yielded`. Unordered: results as they
+    /// came. Each with its sequence number.
+    ready: VecDeque<Option<(u64, RawResult)>>,
     /// For `map`: the first error to arrive is returned at once, ahead of earlier inputs.
     fail_fast: bool,
     failure: Option<TaskError>,
@@ -188,11 +189,12 @@ impl<T: TaskSpec, S: InputSource<T::Input>> MapStream<T, S> {
     fn place(&mut self, seq: u64, result: RawResult) {
         let result = match result {
             Err(err) if self.fail_fast => {
-                self.failure.get_or_insert(err);
+                self.failure.get_or_insert(err.with_input(seq));
                 return;
             }
             result => result,
         };
+        let result = (seq, result);
         match self.order {
             Order::Unordered => self.ready.push_back(Some(result)),
             Order::Ordered => {
@@ -252,10 +254,11 @@ impl<T: TaskSpec, S: InputSource<T::Input>> MapStream<T, S> {
                 return Poll::Ready(Some(Err(err)));
             }
             if let Some(Some(_)) = this.ready.front()
-                && let Some(Some(result)) = this.ready.pop_front()
+                && let Some(Some((seq, result))) = this.ready.pop_front()
             {
                 this.yielded += 1;
-                return Poll::Ready(Some(take(T::NAME, result, this.shared.config.max_nesting)));
+                let output = take(T::NAME, result, this.shared.config.max_nesting);
+                return Poll::Ready(Some(output.map_err(|err| err.with_input(seq))));
             }
             if this.exhausted && this.submitted == this.yielded {
                 return Poll::Ready(None);

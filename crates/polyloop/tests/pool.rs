@@ -599,3 +599,45 @@ async fn unknown_task_is_a_clear_error() -> anyhow::Result<()> {
     pool.close().await?;
     Ok(())
 }
+
+/// Fails for multiples of 7 (0 included), after a delay that shuffles the completion order.
+#[polyloop::task]
+async fn fail_sevens(i: u64) -> Result<u64, String> {
+    tokio::time::sleep(Duration::from_millis((i * 37) % 11)).await;
+    match i % 7 {
+        0 => Err(format!("{i} is a multiple of 7")),
+        _ => Ok(i),
+    }
+}
+
+#[tokio::test]
+async fn errors_of_a_map_name_their_input() -> anyhow::Result<()> {
+    let pool = Pool::builder().processes(2).build().await?;
+    let mut results = pool.map_unordered(fail_sevens, 0..50u64);
+    let mut failed = Vec::new();
+    while let Some(result) = results.next().await {
+        if let Err(err) = result {
+            assert!(err.is_failed(), "{err}");
+            let index = err.input_index().expect("a map's error names its input");
+            // Inputs are 0..50, so an input's position is its value.
+            assert_eq!(err.message(), format!("{index} is a multiple of 7"));
+            failed.push(index);
+        }
+    }
+    failed.sort_unstable();
+    assert_eq!(failed, [0, 7, 14, 21, 28, 35, 42, 49]);
+
+    // Fail-fast `map`: the first error to arrive, with its input's position.
+    let err = pool.map(fail_sevens, 1..20u64).await.expect_err("7 and 14 fail");
+    let index = err.input_index().expect("a map's error names its input");
+    assert!([6, 13].contains(&index), "inputs 7 and 14 sit at 6 and 13, got {index}: {err}");
+
+    let err = pool.apply(fail_sevens, 7).await.expect_err("7 fails");
+    assert_eq!(err.input_index(), None, "apply's caller holds its handle");
+    let handle = pool.submit(double, 1);
+    let debug = format!("{handle:?}");
+    assert!(debug.contains(&format!("id: {}", handle.id())) && debug.len() < 200, "{debug}");
+    handle.await?;
+    pool.close().await?;
+    Ok(())
+}
