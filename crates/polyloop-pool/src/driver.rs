@@ -12,6 +12,7 @@ use polyloop_wire::{
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::TaskError;
 use crate::bytes::SmallBytes;
@@ -47,7 +48,7 @@ pub(crate) async fn supervise(shared: Arc<Shared>, worker_idx: usize, first: Con
                 }
                 Err(err) => {
                     slot.uninstall();
-                    eprintln!("polyloop: could not start worker {worker_idx}: {err}");
+                    tracing::error!(worker = worker_idx, error = %err, "could not start worker");
                     if shard.live.load(Ordering::Acquire) == 0 {
                         // Nobody serves this queue now: fail what waits rather than let it hang.
                         let why = format!("no worker could be started for its queue: {err}");
@@ -75,13 +76,17 @@ pub(crate) async fn supervise(shared: Arc<Shared>, worker_idx: usize, first: Con
             },
         };
         slot.install(&conn.proc);
-        let end = Driver::new(&shared, worker_idx, &conn).run(conn).await;
+        let pid = conn.proc.pid();
+        tracing::debug!(worker = worker_idx, pid, "worker serving");
+        let span = tracing::debug_span!("polyloop_worker", worker = worker_idx, pid);
+        let end = Driver::new(&shared, worker_idx, &conn).run(conn).instrument(span).await;
         slot.set_live(shard, false);
         slot.stop_listening(&shared);
         slot.uninstall();
         match end {
             End::Closed => return,
             End::Recycled => {
+                tracing::debug!(worker = worker_idx, pid, "worker recycled after its task budget");
                 slot.counters.recycles.fetch_add(1, Ordering::Relaxed);
             }
             End::Died => {} // Counted by the driver.
@@ -275,6 +280,7 @@ impl<'a> Driver<'a> {
     fn check_heartbeat(&mut self, conn: &mut Connection) {
         let Some(heartbeat) = conn.heartbeat.as_mut() else { return };
         if !heartbeat.alive(std::time::Instant::now()) {
+            tracing::warn!(timeout = ?heartbeat.timeout(), "worker sent no heartbeat; killing it");
             self.broken = Some(format!(
                 "it sent no heartbeat for {:?}: the process was stopped or is wedged",
                 heartbeat.timeout()
@@ -287,6 +293,7 @@ impl<'a> Driver<'a> {
     fn received(&mut self, conn: &mut Connection, n: usize) {
         conn.frames.filled(n);
         if let Err(err) = self.handle_frames(conn) {
+            tracing::warn!(error = %err, "worker sent an invalid frame; killing it");
             self.broken = Some(format!("it sent an invalid frame: {err}"));
             conn.proc.kill();
         }
@@ -619,11 +626,23 @@ impl<'a> Driver<'a> {
             // `next_deadline` left the oldest live task at the front.
             self.overran = self.sends.front().map(|&(id, _)| id);
         }
+        let task = self.overran.and_then(|id| self.in_flight.get(id)).map(|sent| sent.job.key.name);
+        tracing::warn!(
+            task,
+            timeout = ?self.shared.config.task_timeout,
+            "a task ran past its timeout without yielding; killing its worker"
+        );
         conn.proc.kill();
     }
 
     /// The worker is gone: its tasks are queued again if they have retries left, else failed.
     fn fail_all(&mut self, status: &str) {
+        tracing::warn!(
+            status,
+            tasks = self.n_in_flight,
+            why = self.broken.as_deref(),
+            "worker lost"
+        );
         let timeout = self.shared.config.task_timeout.unwrap_or_default();
         let (idx, pid) = (self.worker_idx, self.pid);
         let reason = match (&self.broken, self.overran) {
@@ -648,6 +667,7 @@ impl<'a> Driver<'a> {
                 self.shared.resolve(job, Err(TaskError::new(Kind::Timeout, name, msg)));
             } else if job.retries < self.shared.config.retries && !job.reply.is_closed() {
                 job.retries += 1;
+                tracing::debug!(task = name, attempt = job.retries, "task retried");
                 retry.push(job);
                 self.slot.counters.retried.fetch_add(1, Ordering::Relaxed);
             } else {
