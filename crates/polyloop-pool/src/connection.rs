@@ -51,7 +51,7 @@ pub(crate) struct Connection {
     pub(crate) heartbeat: Option<Heartbeat>,
 }
 
-/// Spawns the worker for slot `worker_idx` and completes its handshake. `on_spawn` sees the
+/// Spawns the worker for seat `worker_idx` and completes its handshake. `on_spawn` sees the
 /// process as soon as it exists, so that a pool dropped meanwhile can kill it.
 pub(crate) async fn connect(
     config: &Config,

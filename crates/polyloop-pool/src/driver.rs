@@ -1,4 +1,4 @@
-//! One worker slot's driver: feeds its process from the slot's queue under a credit limit, routes
+//! One worker seat's driver: feeds its process from the seat's queue under a credit limit, routes
 //! results back, and replaces the process when it dies or retires.
 
 use std::collections::VecDeque;
@@ -20,34 +20,34 @@ use crate::connection::{Connection, connect};
 use crate::error::Kind;
 use crate::in_flight::InFlight;
 use crate::job::{Job, Output, RawResult, StreamBatch};
-use crate::pool::{Shard, Shared, Slot};
 use crate::queue::Chunk;
+use crate::shared::{Seat, Shard, Shared};
 
 /// How long to wait before starting a worker again after a failed start, doubling up to a cap.
 const RESTART_BACKOFF: Duration = Duration::from_millis(50);
 const RESTART_BACKOFF_MAX: Duration = Duration::from_secs(5);
 
-/// Keeps slot `worker_idx` filled with a live worker until the pool closes.
+/// Keeps seat `worker_idx` filled with a live worker until the pool closes.
 pub(crate) async fn supervise(shared: Arc<Shared>, worker_idx: usize, first: Connection) {
-    let slot = &shared.slots[worker_idx];
-    let shard = &shared.shards[slot.queue_idx];
-    // The pool marked the first worker live when it built the slots.
+    let seat = &shared.seats[worker_idx];
+    let shard = &shared.shards[seat.queue_idx];
+    // The pool marked the first worker live when it built the seats.
     let mut next = Some(first);
     let mut backoff = RESTART_BACKOFF;
     loop {
         if next.is_none() && shard.queue.is_closed_and_empty() {
-            return; // The pool closed while this slot had no worker.
+            return; // The pool closed while this seat had no worker.
         }
         let conn = match next.take() {
             Some(conn) => conn,
-            None => match connect(&shared.config, worker_idx, |proc| slot.install(proc)).await {
+            None => match connect(&shared.config, worker_idx, |proc| seat.install(proc)).await {
                 Ok(conn) => {
                     backoff = RESTART_BACKOFF;
-                    slot.set_live(shard, true);
+                    seat.set_live(shard, true);
                     conn
                 }
                 Err(err) => {
-                    slot.uninstall();
+                    seat.uninstall();
                     tracing::error!(worker = worker_idx, error = %err, "could not start worker");
                     if shard.live.load(Ordering::Acquire) == 0 {
                         // Nobody serves this queue now: fail what waits rather than let it hang.
@@ -75,19 +75,19 @@ pub(crate) async fn supervise(shared: Arc<Shared>, worker_idx: usize, first: Con
                 }
             },
         };
-        slot.install(&conn.proc);
+        seat.install(&conn.proc);
         let pid = conn.proc.pid();
         tracing::debug!(worker = worker_idx, pid, "worker serving");
         let span = tracing::debug_span!("polyloop_worker", worker = worker_idx, pid);
         let end = Driver::new(&shared, worker_idx, &conn).run(conn).instrument(span).await;
-        slot.set_live(shard, false);
-        slot.stop_listening(&shared);
-        slot.uninstall();
+        seat.set_live(shard, false);
+        shared.set_listening(worker_idx, false);
+        seat.uninstall();
         match end {
             End::Closed => return,
             End::Recycled => {
                 tracing::debug!(worker = worker_idx, pid, "worker recycled after its task budget");
-                slot.counters.recycles.fetch_add(1, Ordering::Relaxed);
+                seat.counters.recycles.fetch_add(1, Ordering::Relaxed);
             }
             End::Died => {} // Counted by the driver.
         }
@@ -118,7 +118,7 @@ struct Sent {
 
 struct Driver<'a> {
     shared: &'a Shared,
-    slot: &'a Slot,
+    seat: &'a Seat,
     shard: &'a Shard,
     worker_idx: usize,
     pid: u32,
@@ -157,11 +157,11 @@ struct Unpublished {
 
 impl<'a> Driver<'a> {
     fn new(shared: &'a Shared, worker_idx: usize, conn: &Connection) -> Self {
-        let slot = &shared.slots[worker_idx];
+        let seat = &shared.seats[worker_idx];
         Driver {
             shared,
-            slot,
-            shard: &shared.shards[slot.queue_idx],
+            seat,
+            shard: &shared.shards[seat.queue_idx],
             worker_idx,
             pid: conn.proc.pid(),
             in_flight: InFlight::default(),
@@ -226,7 +226,7 @@ impl<'a> Driver<'a> {
                 && self.broken.is_none()
                 && self.n_in_flight < self.credit();
             let can_take = able && !self.over_share();
-            self.set_listening(can_take);
+            self.shared.set_listening(self.worker_idx, can_take);
             if self.n_in_flight > 0 && self.busy_poll(&mut conn).await {
                 continue;
             }
@@ -244,15 +244,15 @@ impl<'a> Driver<'a> {
                         }
                         // Counted before its tasks fail, so a caller who has the error sees the
                         // restart in `stats()`.
-                        self.slot.counters.restarts.fetch_add(1, Ordering::Relaxed);
+                        self.seat.counters.restarts.fetch_add(1, Ordering::Relaxed);
                         self.fail_all(&status);
                         self.publish();
                         return End::Died;
                     }
                 },
-                () = self.slot.sweep.notified() => self.sweep(&mut conn).await,
+                () = self.seat.sweep.notified() => self.sweep(&mut conn).await,
                 // Another worker of the queue stopped listening: look at the queue again.
-                () = self.slot.reconsider.notified(), if able && !can_take => {}
+                () = self.seat.reconsider.notified(), if able && !can_take => {}
                 chunk = self.shard.queue.pop(), if can_take => match chunk {
                     Some(chunk) => {
                         let now = Instant::now();
@@ -383,32 +383,15 @@ impl<'a> Driver<'a> {
     /// Whether another worker of this queue listens to it and has room for more work.
     fn others_listening(&self) -> bool {
         let min_credit = self.concurrency + self.prefetch_range.0;
-        self.queue_peers().any(|slot| {
-            slot.listening.load(Ordering::SeqCst)
-                && (slot.counters.in_flight.load(Ordering::Relaxed) as usize) < min_credit
+        self.queue_peers().any(|seat| {
+            seat.listening.load(Ordering::SeqCst)
+                && (seat.counters.in_flight.load(Ordering::Relaxed) as usize) < min_credit
         })
     }
 
-    /// The other slots serving this slot's queue.
-    fn queue_peers(&self) -> impl Iterator<Item = &'a Slot> + '_ {
-        let (me, queue_idx) = (self.worker_idx, self.slot.queue_idx);
-        let slots: &'a [Slot] = &self.shared.slots;
-        slots
-            .iter()
-            .enumerate()
-            .filter(move |&(i, slot)| i != me && slot.queue_idx == queue_idx)
-            .map(|(_, slot)| slot)
-    }
-
-    /// Publishes whether this driver listens to its queue. A driver that stops listening asks
-    /// the others to look again: one of them may have deferred to it, and somebody must listen
-    /// while work is queued.
-    fn set_listening(&self, listening: bool) {
-        if self.slot.listening.swap(listening, Ordering::SeqCst) && !listening {
-            for peer in self.queue_peers() {
-                peer.reconsider.notify_one();
-            }
-        }
+    /// The other seats serving this seat's queue.
+    fn queue_peers(&self) -> impl Iterator<Item = &'a Seat> + 'a {
+        self.shared.queue_peers(self.worker_idx)
     }
 
     /// This worker's even share of the work of its queue (queued, `in_hand` and in flight on
@@ -444,7 +427,7 @@ impl<'a> Driver<'a> {
             let Some(job) = jobs.pop_front() else { break };
             self.take(job, conn, now);
         }
-        self.shared.requeue(self.slot.queue_idx, jobs, Kind::Cancelled, "the pool was dropped");
+        self.shared.requeue(self.seat.queue_idx, jobs, Kind::Cancelled, "the pool was dropped");
     }
 
     /// Writes the batch and anything else waiting, in one write.
@@ -565,10 +548,10 @@ impl<'a> Driver<'a> {
                 true => self.shard.in_flight.fetch_add(now - was, Ordering::Relaxed),
                 false => self.shard.in_flight.fetch_sub(was - now, Ordering::Relaxed),
             };
-            self.slot.counters.in_flight.store(now as u64, Ordering::Relaxed);
+            self.seat.counters.in_flight.store(now as u64, Ordering::Relaxed);
             self.unpublished.in_flight = now;
         }
-        let counters = &self.slot.counters;
+        let counters = &self.seat.counters;
         let Unpublished { done, failed, resolved, .. } = std::mem::take(&mut self.unpublished);
         self.unpublished.in_flight = in_flight;
         if done > 0 {
@@ -659,7 +642,7 @@ impl<'a> Driver<'a> {
             self.release();
             let name = job.key.name;
             if self.overran == Some(id) {
-                self.slot.counters.failed.fetch_add(1, Ordering::Relaxed);
+                self.seat.counters.failed.fetch_add(1, Ordering::Relaxed);
                 let msg = format!(
                     "ran longer than {timeout:?} without yielding; worker {idx} (pid {pid}) was \
                      killed"
@@ -669,15 +652,15 @@ impl<'a> Driver<'a> {
                 job.retries += 1;
                 tracing::debug!(task = name, attempt = job.retries, "task retried");
                 retry.push(job);
-                self.slot.counters.retried.fetch_add(1, Ordering::Relaxed);
+                self.seat.counters.retried.fetch_add(1, Ordering::Relaxed);
             } else {
-                self.slot.counters.failed.fetch_add(1, Ordering::Relaxed);
+                self.seat.counters.failed.fetch_add(1, Ordering::Relaxed);
                 self.shared
                     .resolve(job, Err(TaskError::new(Kind::WorkerLost, name, reason.clone())));
             }
         }
         self.sends.clear();
-        self.shared.requeue(self.slot.queue_idx, retry, Kind::Cancelled, "the pool was dropped");
+        self.shared.requeue(self.seat.queue_idx, retry, Kind::Cancelled, "the pool was dropped");
     }
 }
 

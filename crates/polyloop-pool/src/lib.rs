@@ -38,6 +38,7 @@ mod process;
 mod queue;
 mod runtime;
 mod scheduler;
+mod shared;
 mod stats;
 mod stream;
 

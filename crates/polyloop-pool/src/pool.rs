@@ -2,24 +2,21 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
 use polyloop_wire::TaskSpec;
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::builder::{Config, Drivers, PoolBuilder};
-use crate::bytes::SmallBytes;
-use crate::connection::{RemoteRegistry, connect};
+use crate::connection::connect;
 use crate::error::Kind;
-use crate::job::{Job, RawResult, Reply, TaskKey, decode, take};
-use crate::process::WorkerProc;
-use crate::queue::{Chunk, Queue};
+use crate::job::{RawResult, Reply, take};
 use crate::runtime::{DriverRuntime, wait_here};
-use crate::scheduler::{QueueLoads, Scheduler};
-use crate::stats::{PoolStats, WorkerCounters};
+use crate::scheduler::Scheduler;
+use crate::shared::Shared;
+use crate::stats::PoolStats;
 use crate::stream::{Inputs, MapStream, Order};
 use crate::{PoolError, TaskError};
 
@@ -51,175 +48,6 @@ pub struct Pool {
     /// Runs the drivers (the supervisors above), whatever runtime the callers are on; `None`
     /// when they run on the runtime that built the pool.
     runtime: Option<DriverRuntime>,
-}
-
-/// Why tasks fail once the runtime that ran the drivers has shut down.
-const RUNTIME_GONE: &str = "the runtime that ran the pool's drivers has shut down";
-
-/// What the pool, its drivers, handles and streams share.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    pub(crate) config: Config,
-    pub(crate) shards: Vec<Shard>,
-    pub(crate) slots: Vec<Slot>,
-    scheduler: Box<dyn Scheduler>,
-    registry: Arc<RemoteRegistry>,
-    next_id: AtomicU64,
-    closing: AtomicBool,
-    /// Set when `Pool::drop` begins.
-    dropped: AtomicBool,
-    /// Set when the runtime that ran the drivers shut down under them.
-    runtime_gone: AtomicBool,
-    /// Tasks queued or in flight; `close` waits for zero.
-    outstanding: AtomicUsize,
-    drained: Notify,
-    /// Fired when `close` has closed the queues, for supervisors backing off a failed start.
-    pub(crate) closed: Notify,
-}
-
-/// One queue and the workers bound to it.
-#[derive(Debug)]
-pub(crate) struct Shard {
-    pub(crate) queue: Queue,
-    pub(crate) in_flight: AtomicUsize,
-    pub(crate) n_workers: usize,
-    /// Workers of this queue with a live process.
-    pub(crate) live: AtomicUsize,
-}
-
-/// One worker position: it outlives the processes that fill it.
-#[derive(Debug)]
-pub(crate) struct Slot {
-    pub(crate) queue_idx: usize,
-    pub(crate) counters: WorkerCounters,
-    pub(crate) proc: Mutex<Option<Arc<WorkerProc>>>,
-    /// Asks the driver to cancel in-flight tasks nobody waits for any more.
-    pub(crate) sweep: Notify,
-    /// Whether a driver serves this slot now (its worker completed the handshake).
-    pub(crate) live: AtomicBool,
-    /// Whether this slot's driver listens to its queue now (see `Driver::set_listening`).
-    pub(crate) listening: AtomicBool,
-    /// Asks a driver that deferred to others to look at its queue again.
-    pub(crate) reconsider: Notify,
-}
-
-impl Shared {
-    /// Counts a task as resolved and hands it its result.
-    pub(crate) fn resolve(&self, job: Job, result: RawResult) {
-        job.resolve(result);
-        self.resolved(1);
-    }
-
-    /// Counts `n` tasks as resolved (their results were handed over in a batch).
-    pub(crate) fn resolved(&self, n: usize) {
-        // Notified at every zero, closing or not: checking `closing` here as well would leave
-        // a window in which `close` and the last resolution each miss the other's write.
-        if self.outstanding.fetch_sub(n, Ordering::AcqRel) == n {
-            self.drained.notify_waiters();
-        }
-    }
-
-    /// Queues a chunk of jobs, or resolves them at once if the pool is closed.
-    pub(crate) fn enqueue(&self, chunk: impl Into<Chunk>) {
-        let chunk: Chunk = chunk.into();
-        if chunk.is_empty() {
-            return;
-        }
-        if self.closing.load(Ordering::Acquire) {
-            let why = match self.runtime_gone.load(Ordering::Acquire) {
-                true => RUNTIME_GONE,
-                false => "the pool is closed",
-            };
-            for job in chunk {
-                let name = job.key.name;
-                job.resolve(Err(TaskError::new(Kind::PoolClosed, name, why)));
-            }
-            return;
-        }
-        self.outstanding.fetch_add(chunk.len(), Ordering::AcqRel);
-        let n_queues = self.shards.len();
-        if n_queues == 1 {
-            return self.requeue(0, chunk, Kind::PoolClosed, "the pool is closed");
-        }
-        // The scheduler chooses per task; each queue then gets one chunk of its tasks.
-        let mut per_queue: Vec<Chunk> = (0..n_queues).map(|_| Chunk::new()).collect();
-        let mut pending = vec![0; n_queues];
-        for job in chunk {
-            let queue_idx =
-                self.scheduler.pick(&QueueLoads { shards: &self.shards, pending: &pending });
-            let queue_idx = queue_idx % n_queues;
-            pending[queue_idx] += 1;
-            per_queue[queue_idx].push_back(job);
-        }
-        for (queue_idx, jobs) in per_queue.into_iter().enumerate() {
-            if !jobs.is_empty() {
-                self.requeue(queue_idx, jobs, Kind::PoolClosed, "the pool is closed");
-            }
-        }
-    }
-
-    /// Puts jobs (back) in queue `queue_idx`; if it is closed, they fail with `kind`.
-    pub(crate) fn requeue(&self, queue_idx: usize, chunk: impl Into<Chunk>, kind: Kind, why: &str) {
-        let chunk: Chunk = chunk.into();
-        if chunk.is_empty() {
-            return;
-        }
-        if let Err(chunk) = self.shards[queue_idx].queue.push(chunk) {
-            for job in chunk {
-                let name = job.key.name;
-                self.resolve(job, Err(TaskError::new(kind, name, why)));
-            }
-        }
-    }
-
-    /// Encodes an input into a job; an input that does not serialize fails on its own.
-    pub(crate) fn make_job<T: TaskSpec>(&self, input: &T::Input, reply: Reply) -> Option<Job> {
-        let key =
-            TaskKey { name: T::NAME, fingerprint: T::fingerprint(), decode: decode::<T::Output> };
-        match SmallBytes::encode(input) {
-            Ok(input) => Some(Job { key, input, reply, retries: 0 }),
-            Err(err) => {
-                let reason =
-                    polyloop_wire::serialize_failure(input).unwrap_or_else(|| err.to_string());
-                let msg = format!("input failed to serialize: {reason}");
-                reply.send(Err(TaskError::new(Kind::Serialization, T::NAME, msg)));
-                None
-            }
-        }
-    }
-
-    /// Checks that the workers know `T`, before queueing anything.
-    pub(crate) fn check_task<T: TaskSpec>(&self) -> Result<(), TaskError> {
-        self.registry
-            .index(T::NAME, T::fingerprint())
-            .map(drop)
-            .map_err(|msg| TaskError::new(Kind::UnknownTask, T::NAME, msg))
-    }
-
-    /// The runtime that ran the drivers shut down: nothing will serve the queues again, so what
-    /// waits there fails now, and so does anything submitted later.
-    fn handle_runtime_gone(&self) {
-        self.runtime_gone.store(true, Ordering::Release);
-        self.closing.store(true, Ordering::Release);
-        for shard in &self.shards {
-            // Closed first: a chunk pushed before that is drained below, one pushed after fails.
-            shard.queue.close();
-            while let Some(chunk) = shard.queue.try_pop() {
-                for job in chunk {
-                    let name = job.key.name;
-                    self.resolve(job, Err(TaskError::new(Kind::PoolClosed, name, RUNTIME_GONE)));
-                }
-            }
-        }
-        self.closed.notify_waiters();
-    }
-
-    /// Asks every driver to cancel in-flight tasks whose result nobody waits for.
-    pub(crate) fn sweep(&self) {
-        for slot in &self.slots {
-            slot.sweep.notify_one();
-        }
-    }
 }
 
 impl Pool {
@@ -271,49 +99,14 @@ impl Pool {
         }
         let connections: Vec<_> = connections.into_iter().flatten().collect();
         let registry = Arc::clone(&connections[0].registry);
-        let shards = (0..n_queues)
-            .map(|queue_idx| {
-                let n_workers = (0..config.processes).filter(|w| w % n_queues == queue_idx).count();
-                Shard {
-                    queue: Queue::new(),
-                    in_flight: AtomicUsize::new(0),
-                    n_workers,
-                    live: AtomicUsize::new(0),
-                }
-            })
-            .collect();
-        let slots = (0..config.processes)
-            .map(|worker_idx| Slot {
-                queue_idx: worker_idx % n_queues,
-                counters: WorkerCounters::default(),
-                proc: Mutex::new(None),
-                sweep: Notify::new(),
-                live: AtomicBool::new(false),
-                listening: AtomicBool::new(false),
-                reconsider: Notify::new(),
-            })
-            .collect();
-        let shared = Arc::new(Shared {
-            config,
-            shards,
-            slots,
-            scheduler,
-            registry,
-            next_id: AtomicU64::new(0),
-            closing: AtomicBool::new(false),
-            dropped: AtomicBool::new(false),
-            runtime_gone: AtomicBool::new(false),
-            outstanding: AtomicUsize::new(0),
-            drained: Notify::new(),
-            closed: Notify::new(),
-        });
+        let shared = Arc::new(Shared::new(config, scheduler, registry, n_queues));
         let supervisors = connections
             .into_iter()
             .enumerate()
             .map(|(worker_idx, conn)| {
-                let slot = &shared.slots[worker_idx];
-                slot.install(&conn.proc);
-                slot.set_live(&shared.shards[slot.queue_idx], true);
+                let seat = &shared.seats[worker_idx];
+                seat.install(&conn.proc);
+                seat.set_live(&shared.shards[seat.queue_idx], true);
                 let supervisor = crate::driver::supervise(Arc::clone(&shared), worker_idx, conn);
                 match runtime {
                     Some(_) => handle.spawn(supervisor),
@@ -328,7 +121,7 @@ impl Pool {
     ///
     /// Dropping the handle before it resolves cancels the task in its worker.
     pub fn submit<T: TaskSpec>(&self, _task: T, input: T::Input) -> TaskHandle<T::Output> {
-        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let id = self.shared.next_task_id();
         let (tx, rx) = oneshot::channel();
         match self.shared.check_task::<T>() {
             Ok(()) => {
@@ -410,36 +203,25 @@ impl Pool {
     pub fn stats(&self) -> PoolStats {
         let workers = self
             .shared
-            .slots
+            .seats
             .iter()
             .enumerate()
-            .map(|(worker_idx, slot)| slot.counters.snapshot(worker_idx, slot.queue_idx))
+            .map(|(worker_idx, seat)| seat.counters.snapshot(worker_idx, seat.queue_idx))
             .collect();
         let queued = self.shared.shards.iter().map(|shard| shard.queue.len()).sum();
         PoolStats { workers, queued }
     }
 
-    /// Number of worker slots.
+    /// Number of worker seats.
     pub fn processes(&self) -> usize {
-        self.shared.slots.len()
+        self.shared.seats.len()
     }
 
     /// Stops accepting tasks, waits for every queued and running task to finish, then shuts the
     /// workers down and reaps them, and stops the pool's driver thread. Tasks submitted after
     /// `close` began fail with [`TaskError::is_pool_closed`].
     pub async fn close(&self) -> Result<(), PoolError> {
-        self.shared.closing.store(true, Ordering::Release);
-        loop {
-            let drained = self.shared.drained.notified();
-            if self.shared.outstanding.load(Ordering::Acquire) == 0 {
-                break;
-            }
-            drained.await;
-        }
-        for shard in &self.shared.shards {
-            shard.queue.close();
-        }
-        self.shared.closed.notify_waiters();
+        self.shared.close_and_drain().await;
         let supervisors =
             std::mem::take(&mut *self.supervisors.lock().unwrap_or_else(PoisonError::into_inner));
         // Every supervisor is awaited (its workers reaped) before an error is reported.
@@ -449,10 +231,10 @@ impl Pool {
                 failure.get_or_insert(PoolError::Io(std::io::Error::other(err)));
             }
         }
-        if self.shared.runtime_gone.load(Ordering::Acquire) {
+        if self.shared.runtime_gone() {
             // The drivers went with their runtime and their workers saw the end of the stream.
-            for slot in &self.shared.slots {
-                if let Some(proc) = slot.proc.lock().unwrap_or_else(PoisonError::into_inner).take()
+            for seat in &self.shared.seats {
+                if let Some(proc) = seat.proc.lock().unwrap_or_else(PoisonError::into_inner).take()
                 {
                     proc.kill_and_reap();
                 }
@@ -466,46 +248,10 @@ impl Pool {
     }
 }
 
-impl Slot {
-    pub(crate) fn install(&self, proc: &Arc<WorkerProc>) {
-        self.counters.pid.store(proc.pid(), Ordering::Relaxed);
-        *self.proc.lock().unwrap_or_else(PoisonError::into_inner) = Some(Arc::clone(proc));
-    }
-
-    /// Marks the slot's driver as gone from its queue, and asks the others to look again.
-    pub(crate) fn stop_listening(&self, shared: &Shared) {
-        if self.listening.swap(false, Ordering::SeqCst) {
-            for peer in shared.slots.iter().filter(|peer| peer.queue_idx == self.queue_idx) {
-                peer.reconsider.notify_one();
-            }
-        }
-    }
-
-    /// Marks the slot as served (or not) by a worker that completed its handshake.
-    pub(crate) fn set_live(&self, shard: &Shard, live: bool) {
-        if live {
-            // A new driver listens from its first turn; say so now, before it first runs.
-            self.listening.store(true, Ordering::SeqCst);
-        }
-        if self.live.swap(live, Ordering::AcqRel) != live {
-            match live {
-                true => shard.live.fetch_add(1, Ordering::AcqRel),
-                false => shard.live.fetch_sub(1, Ordering::AcqRel),
-            };
-        }
-    }
-
-    pub(crate) fn uninstall(&self) {
-        self.counters.pid.store(0, Ordering::Relaxed);
-        self.proc.lock().unwrap_or_else(PoisonError::into_inner).take();
-    }
-}
-
 impl Drop for Pool {
     /// Kills and reaps every worker before it returns, from any thread, inside a runtime or not.
     fn drop(&mut self) {
-        self.shared.dropped.store(true, Ordering::Release);
-        self.shared.closing.store(true, Ordering::Release);
+        self.shared.begin_drop();
         let supervisors =
             std::mem::take(self.supervisors.get_mut().unwrap_or_else(PoisonError::into_inner));
         for supervisor in &supervisors {
@@ -522,8 +268,8 @@ impl Drop for Pool {
                 let _ = wait_here(supervisor);
             }
         }
-        for slot in &self.shared.slots {
-            if let Some(proc) = slot.proc.lock().unwrap_or_else(PoisonError::into_inner).take() {
+        for seat in &self.shared.seats {
+            if let Some(proc) = seat.proc.lock().unwrap_or_else(PoisonError::into_inner).take() {
                 proc.kill_and_reap();
             }
         }
@@ -562,7 +308,7 @@ impl Drop for RuntimeWatch {
     /// Dropped while its supervisor runs: the runtime shut down, or the pool was dropped (which
     /// fails what waits itself).
     fn drop(&mut self) {
-        if self.running && !self.shared.dropped.load(Ordering::Acquire) {
+        if self.running && !self.shared.is_dropped() {
             self.shared.handle_runtime_gone();
         }
     }

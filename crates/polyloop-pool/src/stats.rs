@@ -2,7 +2,7 @@
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-/// Live counters of one worker slot, updated by its driver.
+/// Live counters of one worker seat, updated by its driver.
 #[derive(Debug, Default)]
 pub(crate) struct WorkerCounters {
     pub(crate) pid: AtomicU32,
@@ -30,19 +30,19 @@ impl WorkerCounters {
     }
 }
 
-/// A snapshot of one worker slot.
+/// A snapshot of one worker seat.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct WorkerStats {
-    /// The slot's index in the pool.
+    /// The seat's index in the pool.
     pub worker_idx: usize,
-    /// The queue the slot serves.
+    /// The queue the seat serves.
     pub queue_idx: usize,
-    /// The pid of the current process in this slot (0 while it is being replaced).
+    /// The pid of the current process in this seat (0 while it is being replaced).
     pub pid: u32,
-    /// Tasks that produced a value, over the slot's lifetime.
+    /// Tasks that produced a value, over the seat's lifetime.
     pub tasks_done: u64,
-    /// Tasks that failed in any way, over the slot's lifetime.
+    /// Tasks that failed in any way, over the seat's lifetime.
     pub tasks_failed: u64,
     /// Tasks sent to the current process and not yet answered.
     pub in_flight: u64,
@@ -50,7 +50,7 @@ pub struct WorkerStats {
     pub restarts: u64,
     /// Processes retired after `max_tasks_per_child` tasks and replaced.
     pub recycles: u64,
-    /// Tasks this slot's dead processes held that were queued again (`retries`).
+    /// Tasks this seat's dead processes held that were queued again (`retries`).
     pub tasks_retried: u64,
 }
 
@@ -58,7 +58,7 @@ pub struct WorkerStats {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct PoolStats {
-    /// One entry per worker slot.
+    /// One entry per worker seat.
     pub workers: Vec<WorkerStats>,
     /// Tasks waiting in the queues.
     pub queued: usize,

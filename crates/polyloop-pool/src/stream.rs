@@ -11,7 +11,7 @@ use polyloop_wire::TaskSpec;
 
 use crate::TaskError;
 use crate::job::{RawResult, Reply, StreamResult, StreamRx, StreamSink, StreamTx, take};
-use crate::pool::Shared;
+use crate::shared::Shared;
 
 /// Where a map's inputs come from: an iterator, or a stream wrapped in [`from_stream`].
 pub trait Inputs<T> {
@@ -135,7 +135,7 @@ impl<T: TaskSpec, S> fmt::Debug for MapStream<T, S> {
 impl<T: TaskSpec, S: InputSource<T::Input>> MapStream<T, S> {
     pub(crate) fn new(_task: T, shared: Arc<Shared>, source: S, order: Order) -> Self {
         let credit = shared.config.max_credit() as u64;
-        let window = (2 * shared.slots.len() as u64 * credit).max(64);
+        let window = (2 * shared.seats.len() as u64 * credit).max(64);
         let (tx, rx) = StreamSink::new();
         MapStream {
             shared,

@@ -1,0 +1,321 @@
+//! The state a pool, its drivers, handles and streams share: the queues (`Shard`), the worker
+//! seats (`Seat`) and the count of outstanding tasks, with the rules that keep them consistent
+//! (every task is resolved exactly once, through `Shared::resolve`).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use polyloop_wire::TaskSpec;
+use tokio::sync::Notify;
+
+use crate::TaskError;
+use crate::builder::Config;
+use crate::bytes::SmallBytes;
+use crate::connection::RemoteRegistry;
+use crate::error::Kind;
+use crate::job::{Job, RawResult, Reply, TaskKey, decode};
+use crate::process::WorkerProc;
+use crate::queue::{Chunk, Queue};
+use crate::scheduler::{QueueLoads, Scheduler};
+use crate::stats::WorkerCounters;
+
+/// Why tasks fail once the runtime that ran the drivers has shut down.
+const RUNTIME_GONE: &str = "the runtime that ran the pool's drivers has shut down";
+
+/// What the pool, its drivers, handles and streams share.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) shards: Vec<Shard>,
+    pub(crate) seats: Vec<Seat>,
+    scheduler: Box<dyn Scheduler>,
+    registry: Arc<RemoteRegistry>,
+    next_id: AtomicU64,
+    closing: AtomicBool,
+    /// Set when `Pool::drop` begins.
+    dropped: AtomicBool,
+    /// Set when the runtime that ran the drivers shut down under them.
+    runtime_gone: AtomicBool,
+    /// Tasks queued or in flight; `close` waits for zero.
+    outstanding: AtomicUsize,
+    drained: Notify,
+    /// Fired when `close` has closed the queues, for supervisors backing off a failed start.
+    pub(crate) closed: Notify,
+}
+
+/// One queue and the workers bound to it.
+#[derive(Debug)]
+pub(crate) struct Shard {
+    pub(crate) queue: Queue,
+    pub(crate) in_flight: AtomicUsize,
+    pub(crate) n_workers: usize,
+    /// Workers of this queue with a live process.
+    pub(crate) live: AtomicUsize,
+}
+
+/// One worker position: it outlives the processes that fill it.
+#[derive(Debug)]
+pub(crate) struct Seat {
+    pub(crate) queue_idx: usize,
+    pub(crate) counters: WorkerCounters,
+    pub(crate) proc: Mutex<Option<Arc<WorkerProc>>>,
+    /// Asks the driver to cancel in-flight tasks nobody waits for any more.
+    pub(crate) sweep: Notify,
+    /// Whether a driver serves this seat now (its worker completed the handshake).
+    pub(crate) live: AtomicBool,
+    /// Whether this seat's driver listens to its queue now (see `Driver::set_listening`).
+    pub(crate) listening: AtomicBool,
+    /// Asks a driver that deferred to others to look at its queue again.
+    pub(crate) reconsider: Notify,
+}
+
+impl Shared {
+    /// The state of a pool of `config.processes` workers over `n_queues` queues, worker `i`
+    /// bound to queue `i % n_queues`.
+    pub(crate) fn new(
+        config: Config,
+        scheduler: Box<dyn Scheduler>,
+        registry: Arc<RemoteRegistry>,
+        n_queues: usize,
+    ) -> Self {
+        let shards = (0..n_queues)
+            .map(|queue_idx| {
+                let n_workers = (0..config.processes).filter(|w| w % n_queues == queue_idx).count();
+                Shard {
+                    queue: Queue::new(),
+                    in_flight: AtomicUsize::new(0),
+                    n_workers,
+                    live: AtomicUsize::new(0),
+                }
+            })
+            .collect();
+        let seats = (0..config.processes)
+            .map(|worker_idx| Seat {
+                queue_idx: worker_idx % n_queues,
+                counters: WorkerCounters::default(),
+                proc: Mutex::new(None),
+                sweep: Notify::new(),
+                live: AtomicBool::new(false),
+                listening: AtomicBool::new(false),
+                reconsider: Notify::new(),
+            })
+            .collect();
+        Shared {
+            config,
+            shards,
+            seats,
+            scheduler,
+            registry,
+            next_id: AtomicU64::new(0),
+            closing: AtomicBool::new(false),
+            dropped: AtomicBool::new(false),
+            runtime_gone: AtomicBool::new(false),
+            outstanding: AtomicUsize::new(0),
+            drained: Notify::new(),
+            closed: Notify::new(),
+        }
+    }
+
+    /// Counts a task as resolved and hands it its result.
+    pub(crate) fn resolve(&self, job: Job, result: RawResult) {
+        job.resolve(result);
+        self.resolved(1);
+    }
+
+    /// Counts `n` tasks as resolved (their results were handed over in a batch).
+    pub(crate) fn resolved(&self, n: usize) {
+        // Notified at every zero, closing or not: checking `closing` here as well would leave
+        // a window in which `close` and the last resolution each miss the other's write.
+        if self.outstanding.fetch_sub(n, Ordering::AcqRel) == n {
+            self.drained.notify_waiters();
+        }
+    }
+
+    /// Queues a chunk of jobs, or resolves them at once if the pool is closed.
+    pub(crate) fn enqueue(&self, chunk: impl Into<Chunk>) {
+        let chunk: Chunk = chunk.into();
+        if chunk.is_empty() {
+            return;
+        }
+        if self.closing.load(Ordering::Acquire) {
+            let why = match self.runtime_gone.load(Ordering::Acquire) {
+                true => RUNTIME_GONE,
+                false => "the pool is closed",
+            };
+            for job in chunk {
+                let name = job.key.name;
+                job.resolve(Err(TaskError::new(Kind::PoolClosed, name, why)));
+            }
+            return;
+        }
+        self.outstanding.fetch_add(chunk.len(), Ordering::AcqRel);
+        let n_queues = self.shards.len();
+        if n_queues == 1 {
+            return self.requeue(0, chunk, Kind::PoolClosed, "the pool is closed");
+        }
+        // The scheduler chooses per task; each queue then gets one chunk of its tasks.
+        let mut per_queue: Vec<Chunk> = (0..n_queues).map(|_| Chunk::new()).collect();
+        let mut pending = vec![0; n_queues];
+        for job in chunk {
+            let queue_idx =
+                self.scheduler.pick(&QueueLoads { shards: &self.shards, pending: &pending });
+            let queue_idx = queue_idx % n_queues;
+            pending[queue_idx] += 1;
+            per_queue[queue_idx].push_back(job);
+        }
+        for (queue_idx, jobs) in per_queue.into_iter().enumerate() {
+            if !jobs.is_empty() {
+                self.requeue(queue_idx, jobs, Kind::PoolClosed, "the pool is closed");
+            }
+        }
+    }
+
+    /// Puts jobs (back) in queue `queue_idx`; if it is closed, they fail with `kind`.
+    pub(crate) fn requeue(&self, queue_idx: usize, chunk: impl Into<Chunk>, kind: Kind, why: &str) {
+        let chunk: Chunk = chunk.into();
+        if chunk.is_empty() {
+            return;
+        }
+        if let Err(chunk) = self.shards[queue_idx].queue.push(chunk) {
+            for job in chunk {
+                let name = job.key.name;
+                self.resolve(job, Err(TaskError::new(kind, name, why)));
+            }
+        }
+    }
+
+    /// Encodes an input into a job; an input that does not serialize fails on its own.
+    pub(crate) fn make_job<T: TaskSpec>(&self, input: &T::Input, reply: Reply) -> Option<Job> {
+        let key =
+            TaskKey { name: T::NAME, fingerprint: T::fingerprint(), decode: decode::<T::Output> };
+        match SmallBytes::encode(input) {
+            Ok(input) => Some(Job { key, input, reply, retries: 0 }),
+            Err(err) => {
+                let reason =
+                    polyloop_wire::serialize_failure(input).unwrap_or_else(|| err.to_string());
+                let msg = format!("input failed to serialize: {reason}");
+                reply.send(Err(TaskError::new(Kind::Serialization, T::NAME, msg)));
+                None
+            }
+        }
+    }
+
+    /// Checks that the workers know `T`, before queueing anything.
+    pub(crate) fn check_task<T: TaskSpec>(&self) -> Result<(), TaskError> {
+        self.registry
+            .index(T::NAME, T::fingerprint())
+            .map(drop)
+            .map_err(|msg| TaskError::new(Kind::UnknownTask, T::NAME, msg))
+    }
+
+    /// A new id for a task of this pool.
+    pub(crate) fn next_task_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Stops accepting tasks, waits until every queued and running one has resolved, then closes
+    /// the queues (so drivers shut their workers down) and wakes supervisors that back off.
+    pub(crate) async fn close_and_drain(&self) {
+        self.closing.store(true, Ordering::Release);
+        loop {
+            let drained = self.drained.notified();
+            if self.outstanding.load(Ordering::Acquire) == 0 {
+                break;
+            }
+            drained.await;
+        }
+        for shard in &self.shards {
+            shard.queue.close();
+        }
+        self.closed.notify_waiters();
+    }
+
+    /// `Pool::drop` began: nothing is accepted any more, and drivers that go now went with it.
+    pub(crate) fn begin_drop(&self) {
+        self.dropped.store(true, Ordering::Release);
+        self.closing.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn is_dropped(&self) -> bool {
+        self.dropped.load(Ordering::Acquire)
+    }
+
+    /// Whether the runtime that ran the drivers shut down under them.
+    pub(crate) fn runtime_gone(&self) -> bool {
+        self.runtime_gone.load(Ordering::Acquire)
+    }
+
+    /// The runtime that ran the drivers shut down: nothing will serve the queues again, so what
+    /// waits there fails now, and so does anything submitted later.
+    pub(crate) fn handle_runtime_gone(&self) {
+        self.runtime_gone.store(true, Ordering::Release);
+        self.closing.store(true, Ordering::Release);
+        for shard in &self.shards {
+            // Closed first: a chunk pushed before that is drained below, one pushed after fails.
+            shard.queue.close();
+            while let Some(chunk) = shard.queue.try_pop() {
+                for job in chunk {
+                    let name = job.key.name;
+                    self.resolve(job, Err(TaskError::new(Kind::PoolClosed, name, RUNTIME_GONE)));
+                }
+            }
+        }
+        self.closed.notify_waiters();
+    }
+
+    /// Publishes whether the driver of seat `worker_idx` listens to its queue. One that stops
+    /// listening (it holds its share, or its worker is gone) asks the other seats of the queue
+    /// to look again: one of them may have deferred to it, and somebody must listen while work
+    /// is queued.
+    pub(crate) fn set_listening(&self, worker_idx: usize, listening: bool) {
+        let seat = &self.seats[worker_idx];
+        if seat.listening.swap(listening, Ordering::SeqCst) && !listening {
+            for peer in self.queue_peers(worker_idx) {
+                peer.reconsider.notify_one();
+            }
+        }
+    }
+
+    /// The other seats serving the queue of seat `worker_idx`.
+    pub(crate) fn queue_peers(&self, worker_idx: usize) -> impl Iterator<Item = &Seat> {
+        let queue_idx = self.seats[worker_idx].queue_idx;
+        self.seats
+            .iter()
+            .enumerate()
+            .filter(move |&(i, seat)| i != worker_idx && seat.queue_idx == queue_idx)
+            .map(|(_, seat)| seat)
+    }
+
+    /// Asks every driver to cancel in-flight tasks whose result nobody waits for.
+    pub(crate) fn sweep(&self) {
+        for seat in &self.seats {
+            seat.sweep.notify_one();
+        }
+    }
+}
+
+impl Seat {
+    pub(crate) fn install(&self, proc: &Arc<WorkerProc>) {
+        self.counters.pid.store(proc.pid(), Ordering::Relaxed);
+        *self.proc.lock().unwrap_or_else(PoisonError::into_inner) = Some(Arc::clone(proc));
+    }
+
+    /// Marks the seat as served (or not) by a worker that completed its handshake.
+    pub(crate) fn set_live(&self, shard: &Shard, live: bool) {
+        if live {
+            // A new driver listens from its first turn; say so now, before it first runs.
+            self.listening.store(true, Ordering::SeqCst);
+        }
+        if self.live.swap(live, Ordering::AcqRel) != live {
+            match live {
+                true => shard.live.fetch_add(1, Ordering::AcqRel),
+                false => shard.live.fetch_sub(1, Ordering::AcqRel),
+            };
+        }
+    }
+
+    pub(crate) fn uninstall(&self) {
+        self.counters.pid.store(0, Ordering::Relaxed);
+        self.proc.lock().unwrap_or_else(PoisonError::into_inner).take();
+    }
+}
