@@ -618,7 +618,7 @@ mod tests {
             while let Some(start) = rest.find('{') {
                 let end = rest[start..].find('}').unwrap() + start;
                 let param = &rest[start + 1..end];
-                let lib = read("benches/src/lib.rs");
+                let lib = read("benches/report/src/lib.rs");
                 assert!(lib.contains(&format!("pub {param}:")), "no parameter {param}");
                 rest = &rest[end + 1..];
             }
