@@ -1,21 +1,24 @@
 //! `cargo xtask bench`: runs the end-to-end suite, optionally aiomultiprocess, and reports.
 //!
 //! The suite itself is the `suite` binary of `polyloop-benches` (it needs the library, which xtask
-//! must not link). It prints progress to stderr and writes its figures as JSON; so does
-//! `benches/python/aiomp_suite.py`. This module merges both into one table against the targets of
-//! the design brief, printed to stdout and written to `target/bench/results.{json,md}`, and draws
-//! the concurrency sweep as `target/bench/sweep.svg`.
+//! must not link). It prints progress to stderr and writes its figures as JSON, a `SuiteReport` of
+//! `polyloop-bench-report`; `benches/python/aiomp_suite.py` writes a [`PythonReport`]. This module
+//! merges both into one table against the targets of the design brief, printed to stdout and
+//! written to `target/bench/results.{json,md}`, and draws the concurrency sweep as
+//! `target/bench/sweep.svg`.
 
 mod plot;
 mod table;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::Instant;
 
 use anyhow::Context as _;
-
-use crate::json::Json;
+use polyloop_bench_report::{Figures, SuiteReport};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 /// What `cargo xtask bench` was asked to do.
 #[derive(Debug, Default)]
@@ -76,9 +79,13 @@ fn target_dir_from_metadata(cargo: &str, workspace: &Path) -> anyhow::Result<Pat
         .stderr(Stdio::null())
         .output()?;
     anyhow::ensure!(output.status.success(), "cargo metadata failed");
-    let doc = Json::parse(std::str::from_utf8(&output.stdout)?)?;
-    let dir = doc.get("target_directory").and_then(Json::as_str).context("no target_directory")?;
-    Ok(PathBuf::from(dir))
+    /// The one field of `cargo metadata`'s output needed here.
+    #[derive(Debug, Deserialize)]
+    struct Metadata {
+        target_directory: PathBuf,
+    }
+    let metadata: Metadata = serde_json::from_slice(&output.stdout)?;
+    Ok(metadata.target_directory)
 }
 
 pub(crate) fn run(config: Config) -> anyhow::Result<ExitCode> {
@@ -105,7 +112,7 @@ pub(crate) fn run(config: Config) -> anyhow::Result<ExitCode> {
     }
     suite.arg("--json").arg(&suite_json).current_dir(&paths.workspace);
     let status = suite.status().context("cannot run cargo")?;
-    let suite_doc = read_json(&suite_json).with_context(|| {
+    let suite_doc: SuiteReport = read_report(&suite_json).with_context(|| {
         format!("the suite ({status}) wrote no usable report to {}", suite_json.display())
     })?;
     if !status.success() {
@@ -119,9 +126,9 @@ pub(crate) fn run(config: Config) -> anyhow::Result<ExitCode> {
     let markdown = report.markdown();
     println!("{}", report.terminal_table());
 
-    let svg = plot::sweep_svg(&suite_doc);
-    let outputs =
-        [("results.json", report.json().pretty()), ("results.md", markdown), ("sweep.svg", svg)];
+    let svg = plot::sweep_svg(&suite_doc.sweep);
+    let results = serde_json::to_string_pretty(&report.json())? + "\n";
+    let outputs = [("results.json", results), ("results.md", markdown), ("sweep.svg", svg)];
     for (name, contents) in &outputs {
         let path = paths.out_dir.join(name);
         std::fs::write(&path, contents)
@@ -146,14 +153,32 @@ fn quick_note(config: &Config) -> &'static str {
     if config.quick { ", quick mode: sizes reduced, figures not for judging speed" } else { "" }
 }
 
-fn read_json(path: &Path) -> anyhow::Result<Json> {
+/// Reads a report, which must have the shape of `T`.
+fn read_report<T: DeserializeOwned>(path: &Path) -> anyhow::Result<T> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    Json::parse(&text).with_context(|| format!("{} is not valid JSON", path.display()))
+    serde_json::from_str(&text).with_context(|| format!("{} is not a valid report", path.display()))
+}
+
+/// What `benches/python/aiomp_suite.py` writes: its figures, under the suite's workload keys.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct PythonReport {
+    /// Always `aiomultiprocess`.
+    pub(crate) suite: String,
+    /// aiomultiprocess's version, `?` when the package does not say.
+    pub(crate) version: String,
+    /// The version of the Python that ran it.
+    pub(crate) python: String,
+    pub(crate) quick: bool,
+    /// The script's sizes, which follow the suite's where aiomultiprocess allows; only passed on.
+    pub(crate) params: serde_json::Value,
+    pub(crate) aiomultiprocess: Figures,
+    /// Why a figure is missing, by the key of the workload that failed.
+    pub(crate) errors: BTreeMap<String, String>,
 }
 
 /// Runs the aiomultiprocess script, or explains how to install it and returns `None`.
-fn run_python(config: &Config, paths: &Paths) -> anyhow::Result<Option<Json>> {
+fn run_python(config: &Config, paths: &Paths) -> anyhow::Result<Option<PythonReport>> {
     let importable = Command::new("python3")
         .args(["-c", "import aiomultiprocess"])
         .stdout(Stdio::null())
@@ -176,7 +201,7 @@ fn run_python(config: &Config, paths: &Paths) -> anyhow::Result<Option<Json>> {
         script.arg("--quick");
     }
     let status = script.arg("--json").arg(&out).status().context("cannot run python3")?;
-    match read_json(&out) {
+    match read_report(&out) {
         Ok(doc) => Ok(Some(doc)),
         Err(err) => {
             eprintln!("xtask: aiomultiprocess run ({status}) produced no report: {err:#}");
@@ -192,7 +217,23 @@ fn load_average() -> Option<f64> {
 }
 
 /// A few facts about the machine, for the report's header.
-fn machine_info(load_before: Option<f64>, load_after: Option<f64>) -> Json {
+#[derive(Debug, Default, Serialize)]
+pub(crate) struct Machine {
+    /// 0 when the OS does not tell.
+    pub(crate) cpus: usize,
+    pub(crate) cpu_model: String,
+    pub(crate) kernel: String,
+    /// The short hash of the checked-out commit, empty outside a git checkout.
+    pub(crate) commit: String,
+    /// Seconds since the Unix epoch when the run ended.
+    pub(crate) unix_time: u64,
+    /// The one-minute load average before and after the run, where the OS tells it.
+    pub(crate) load_before: Option<f64>,
+    pub(crate) load_after: Option<f64>,
+}
+
+/// The facts of this machine, with the load averages taken around the run.
+fn machine_info(load_before: Option<f64>, load_after: Option<f64>) -> Machine {
     let cpus = std::thread::available_parallelism().map_or(0, usize::from);
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .map_or_else(|_| std::env::consts::OS.to_owned(), |s| s.trim().to_owned());
@@ -215,14 +256,20 @@ fn machine_info(load_before: Option<f64>, load_after: Option<f64>) -> Json {
         .unwrap_or_default();
     let unix_time = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs() as f64);
-    Json::obj([
-        ("cpus", Json::num(cpus as f64)),
-        ("cpu_model", Json::str(cpu_model)),
-        ("kernel", Json::str(kernel)),
-        ("commit", Json::str(commit)),
-        ("unix_time", Json::num(unix_time)),
-        ("load_before", Json::opt_num(load_before)),
-        ("load_after", Json::opt_num(load_after)),
-    ])
+        .map_or(0, |d| d.as_secs());
+    Machine { cpus, cpu_model, kernel, commit, unix_time, load_before, load_after }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_figures_to_the_last_digit() {
+        // A figure as the suite wrote it: serde_json's default, faster float parsing reads it one
+        // unit in the last place off, as 1.8053834247457063.
+        let text = r#"{"cpu_large_speedup": 1.8053834247457066}"#;
+        let figures: Figures = serde_json::from_str(text).unwrap();
+        assert_eq!(figures.get("cpu_large_speedup"), Some(1.8053834247457066));
+    }
 }

@@ -1,12 +1,12 @@
 //! polyloop's project automation, run as `cargo xtask <command>` (see `.cargo/config.toml`).
 //!
-//! Avoid adding dependencies to this crate: it is anyhow and std only, and it never depends on a
-//! product crate, so it builds in seconds and keeps working while the library does not compile.
-//! Work that needs the library (the benchmark suite) runs as a separate `cargo run`.
+//! Avoid adding dependencies to this crate: beyond std it has anyhow, serde_json and the types of
+//! the benchmark report (`polyloop-bench-report`, serde alone), and it never depends on a product
+//! crate, so it builds in seconds and keeps working while the library does not compile. Work that
+//! needs the library (the benchmark suite) runs as a separate `cargo run`.
 
 mod bench;
 mod chaos;
-mod json;
 
 use std::process::{Command, ExitCode};
 

@@ -88,7 +88,7 @@ async fn main() -> anyhow::Result<()> {
         Some(path) => {
             report.write(path).with_context(|| format!("cannot write {}", path.display()))?
         }
-        None => println!("{:#}", report.to_json()),
+        None => print!("{}", report.to_json()?),
     }
     eprintln!(
         "suite: done in {:.1} s{}",

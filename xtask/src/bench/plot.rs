@@ -6,7 +6,7 @@
 
 use std::fmt::Write as _;
 
-use crate::json::Json;
+use polyloop_bench_report::Sweep;
 
 const WIDTH: f64 = 860.0;
 const HEIGHT: f64 = 440.0;
@@ -23,35 +23,26 @@ struct Point {
     y: f64,
 }
 
-pub(crate) fn sweep_svg(suite: &Json) -> String {
-    let sweep = suite.get("sweep").unwrap_or(&Json::Null);
-    let mut series: Vec<(String, Vec<Point>)> = Vec::new();
-    for point in sweep.get("points").map_or(&[][..], Json::as_array) {
-        let num = |k: &str| point.get(k).and_then(Json::as_f64);
-        let (Some(x), Some(y)) = (num("child_concurrency"), num("tasks_per_s")) else {
-            continue;
-        };
+pub(crate) fn sweep_svg(sweep: &Sweep) -> String {
+    let mut series: Vec<(&str, Vec<Point>)> = Vec::new();
+    for point in &sweep.points {
+        let (x, y) = (f64::from(point.child_concurrency), point.tasks_per_s);
+        // The x axis is logarithmic.
         if x <= 0.0 || !y.is_finite() {
             continue;
         }
-        let label = match point.get("series").and_then(Json::as_str) {
-            Some(label) => label.to_owned(),
-            None => format!("{} processes", num("processes").unwrap_or(0.0)),
-        };
-        match series.iter_mut().find(|(l, _)| *l == label) {
+        match series.iter_mut().find(|(label, _)| *label == point.series) {
             Some((_, points)) => points.push(Point { x, y }),
-            None => series.push((label, vec![Point { x, y }])),
+            None => series.push((&point.series, vec![Point { x, y }])),
         }
     }
     for (_, points) in &mut series {
         points.sort_by(|a, b| a.x.total_cmp(&b.x));
     }
-    let reference = sweep.get("reference_tasks_per_s").and_then(Json::as_f64);
-    let n = sweep.get("n").and_then(Json::as_f64).unwrap_or(0.0);
-    render(&series, reference, n)
+    render(&series, sweep.reference_tasks_per_s, sweep.n as f64)
 }
 
-fn render(series: &[(String, Vec<Point>)], reference: Option<f64>, n: f64) -> String {
+fn render(series: &[(&str, Vec<Point>)], reference: Option<f64>, n: f64) -> String {
     let all = || series.iter().flat_map(|(_, points)| points.iter());
     let x_min = all().map(|p| p.x).fold(f64::INFINITY, f64::min);
     let x_max = all().map(|p| p.x).fold(0.0, f64::max);
@@ -226,6 +217,8 @@ fn trim(v: f64) -> String {
 
 #[cfg(test)]
 mod tests {
+    use polyloop_bench_report::SweepPoint;
+
     use super::*;
 
     #[test]
@@ -237,17 +230,27 @@ mod tests {
 
     #[test]
     fn draws_each_series_and_survives_an_empty_sweep() {
-        let suite = Json::parse(
-            r#"{"sweep": {"n": 100000, "reference_tasks_per_s": 9e6, "points": [
-                {"series": "2 processes", "child_concurrency": 16, "tasks_per_s": 4e6},
-                {"series": "2 processes", "child_concurrency": 1, "tasks_per_s": 1e5},
-                {"processes": 1, "child_concurrency": 16, "tasks_per_s": 2e6}]}}"#,
-        )
-        .unwrap();
-        let svg = sweep_svg(&suite);
+        let point = |series: &str, processes, child_concurrency, tasks_per_s| SweepPoint {
+            series: series.to_owned(),
+            processes,
+            full_prefetch: false,
+            child_concurrency,
+            tasks_per_s,
+        };
+        let mut sweep = Sweep {
+            n: 100_000,
+            points: vec![
+                point("2 processes", 2, 16, 4e6),
+                point("2 processes", 2, 1, 1e5),
+                point("1 process", 1, 16, 2e6),
+            ],
+            reference_tasks_per_s: Some(9e6),
+        };
+        let svg = sweep_svg(&sweep);
         assert_eq!(svg.matches("<polyline").count(), 2);
         assert!(svg.contains("in-process tokio"));
         assert!(svg.ends_with("</svg>\n"));
-        assert!(sweep_svg(&Json::Null).contains("no sweep figures"));
+        sweep.points.clear();
+        assert!(sweep_svg(&sweep).contains("no sweep figures"));
     }
 }

@@ -3,10 +3,13 @@
 //! The targets are the ones of the design brief (section 6). They are judged here, in one place,
 //! and only here: `cargo test` never asserts on timing.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use super::Config;
-use crate::json::Json;
+use polyloop_bench_report::{Figures, Params, RunParams, SuiteReport, Sweep};
+use serde::{Serialize, Serializer};
+
+use super::{Config, Machine, PythonReport};
 
 /// How a figure is printed, and which direction is better.
 #[derive(Debug, Clone, Copy)]
@@ -80,8 +83,8 @@ enum Target {
 #[derive(Debug)]
 struct RowSpec {
     key: &'static str,
-    /// `{name}` is replaced by the suite's parameter `name`, so quick runs label their sizes.
-    label: &'static str,
+    /// The workload's name, quoting the sizes of the run so quick runs label their sizes.
+    label: fn(&Params) -> String,
     unit: Unit,
     target: Target,
     /// Raw limits of the machine measured in the same run, in the row's unit.
@@ -91,92 +94,129 @@ struct RowSpec {
 const ROWS: &[RowSpec] = &[
     RowSpec {
         key: "noop_map_small",
-        label: "1. no-op map, {noop_small} u64 inputs, default settings",
+        label: |p| format!("1. no-op map, {} u64 inputs, default settings", grouped(p.noop_small)),
         unit: Unit::PerSec,
         target: Target::AtLeast(5e6),
         raw_keys: &[],
     },
     RowSpec {
         key: "noop_map_large",
-        label: "1. no-op map, {noop_large} u64 inputs, default settings",
+        label: |p| format!("1. no-op map, {} u64 inputs, default settings", grouped(p.noop_large)),
         unit: Unit::PerSec,
         target: Target::AtLeast(5e6),
         raw_keys: &[],
     },
     RowSpec {
         key: "apply_p50_us",
-        label: "2. apply round trip, p50 (raw: 32 B socketpair echo, receiver asleep)",
+        label: |_| {
+            "2. apply round trip, p50 (raw: 32 B socketpair echo, receiver asleep)".to_owned()
+        },
         unit: Unit::Micros,
         target: Target::AtMostTimesRaw { factor: 1.2, raw_key: "socketpair_rtt_p50_us" },
         raw_keys: &["socketpair_rtt_p50_us"],
     },
     RowSpec {
         key: "apply_p99_us",
-        label: "2. apply round trip, p99",
+        label: |_| "2. apply round trip, p99".to_owned(),
         unit: Unit::Micros,
         target: Target::AtMostTimesRaw { factor: 1.2, raw_key: "socketpair_rtt_p99_us" },
         raw_keys: &["socketpair_rtt_p99_us"],
     },
     RowSpec {
         key: "sleep_s",
-        label: "3. {sleep_tasks} x sleep({sleep_ms} ms), concurrency {sleep_concurrency}/child \
-                (raw: ideal)",
+        label: |p| {
+            format!(
+                "3. {} x sleep({} ms), concurrency {}/child (raw: ideal)",
+                grouped(p.sleep_tasks),
+                grouped(p.sleep_ms),
+                grouped(p.sleep_concurrency)
+            )
+        },
         unit: Unit::Seconds,
         target: Target::None,
         raw_keys: &["sleep_ideal_s"],
     },
     RowSpec {
         key: "sleep_vs_ideal",
-        label: "3. the same, time / ideal",
+        label: |_| "3. the same, time / ideal".to_owned(),
         unit: Unit::RatioToIdeal,
         target: Target::AtMost(1.02),
         raw_keys: &[],
     },
     RowSpec {
         key: "sleep_many_s",
-        label: "3. {sleep_many} x sleep({sleep_ms} ms), concurrency {sleep_many_concurrency}/child",
+        label: |p| {
+            format!(
+                "3. {} x sleep({} ms), concurrency {}/child",
+                grouped(p.sleep_many),
+                grouped(p.sleep_ms),
+                grouped(p.sleep_many_concurrency)
+            )
+        },
         unit: Unit::Seconds,
         target: Target::Below(1.0),
         raw_keys: &["sleep_many_ideal_s"],
     },
     RowSpec {
         key: "cpu_small_speedup",
-        label: "4. {cpu_small} CPU tasks of {cpu_task_ms} ms, speedup over serial",
+        label: |p| {
+            format!(
+                "4. {} CPU tasks of {} ms, speedup over serial",
+                grouped(p.cpu_small),
+                grouped(p.cpu_task_ms)
+            )
+        },
         unit: Unit::Speedup,
         target: Target::AtLeast(1.9),
         raw_keys: &["cpu_ideal_speedup"],
     },
     RowSpec {
         key: "cpu_large_speedup",
-        label: "4. {cpu_large} CPU tasks of {cpu_task_ms} ms, speedup over serial",
+        label: |p| {
+            format!(
+                "4. {} CPU tasks of {} ms, speedup over serial",
+                grouped(p.cpu_large),
+                grouped(p.cpu_task_ms)
+            )
+        },
         unit: Unit::Speedup,
         target: Target::None,
         raw_keys: &["cpu_ideal_speedup"],
     },
     RowSpec {
         key: "result_1mib_mib_s",
-        label: "5. {result_tasks} tasks returning 1 MiB (raw: socketpair, default / 4 MiB buffers)",
+        label: |p| {
+            format!(
+                "5. {} tasks returning 1 MiB (raw: socketpair, default / 4 MiB buffers)",
+                grouped(p.result_tasks)
+            )
+        },
         unit: Unit::MibPerSec,
         target: Target::AtLeast(5.0 * 1024.0),
         raw_keys: &["socketpair_bw_default_mib_s", "socketpair_bw_4mib_mib_s"],
     },
     RowSpec {
         key: "ready_ms",
-        label: "6. build() to {processes} workers ready (raw: re-exec to first byte)",
+        label: |p| {
+            format!(
+                "6. build() to {} workers ready (raw: re-exec to first byte)",
+                grouped(p.processes as u64)
+            )
+        },
         unit: Unit::Millis,
         target: Target::AtMost(5.0),
         raw_keys: &["reexec_first_byte_ms"],
     },
     RowSpec {
         key: "close_ms",
-        label: "6. close() of that pool",
+        label: |_| "6. close() of that pool".to_owned(),
         unit: Unit::Millis,
         target: Target::None,
         raw_keys: &[],
     },
     RowSpec {
         key: "worker_rss_mib",
-        label: "7. peak RSS of a worker, VmHWM (raw: the harness's echo peer)",
+        label: |_| "7. peak RSS of a worker, VmHWM (raw: the harness's echo peer)".to_owned(),
         unit: Unit::Mib,
         target: Target::AtMost(4.0),
         raw_keys: &["peer_rss_mib"],
@@ -187,9 +227,9 @@ const ROWS: &[RowSpec] = &[
 #[derive(Debug)]
 pub(crate) struct Report<'a> {
     quick: bool,
-    suite: &'a Json,
-    python: Option<&'a Json>,
-    machine: Json,
+    suite: &'a SuiteReport,
+    python: Option<&'a PythonReport>,
+    machine: Machine,
     rows: Vec<Row>,
 }
 
@@ -210,30 +250,21 @@ struct Row {
     vs_aiomp: Option<f64>,
 }
 
-fn metric(doc: &Json, section: &str, key: &str) -> Option<f64> {
-    doc.get(section)?.get(key)?.as_f64()
-}
-
-fn error_of(doc: &Json, key: &str) -> Option<String> {
-    doc.get("errors")?.get(key)?.as_str().map(str::to_owned)
-}
-
 impl<'a> Report<'a> {
     pub(crate) fn new(
         config: &Config,
-        suite: &'a Json,
-        python: Option<&'a Json>,
-        machine: Json,
+        suite: &'a SuiteReport,
+        python: Option<&'a PythonReport>,
+        machine: Machine,
     ) -> Report<'a> {
-        let params = suite.get("params").cloned().unwrap_or(Json::Null);
         let rows = ROWS
             .iter()
             .map(|spec| {
-                let polyloop = metric(suite, "polyloop", spec.key);
+                let polyloop = suite.polyloop.get(spec.key);
                 let raw: Vec<Option<f64>> =
-                    spec.raw_keys.iter().map(|k| metric(suite, "raw", k)).collect();
-                let (target_text, met) = judge(spec, polyloop, suite);
-                let aiomp = python.and_then(|doc| metric(doc, "aiomultiprocess", spec.key));
+                    spec.raw_keys.iter().map(|k| suite.raw.get(k)).collect();
+                let (target_text, met) = judge(spec, polyloop, &suite.raw);
+                let aiomp = python.and_then(|doc| doc.aiomultiprocess.get(spec.key));
                 let vs_aiomp = match (polyloop, aiomp) {
                     (Some(p), Some(a)) if p > 0.0 && a > 0.0 => {
                         Some(if spec.unit.higher_is_better() { p / a } else { a / p })
@@ -242,37 +273,25 @@ impl<'a> Report<'a> {
                 };
                 Row {
                     spec,
-                    label: fill_template(spec.label, &params),
+                    label: (spec.label)(&suite.params.sizes),
                     polyloop,
-                    error: error_of(suite, spec.key),
+                    error: suite.errors.get(spec.key).cloned(),
                     target_text,
                     met,
-                    reference: metric(suite, "reference", spec.key),
+                    reference: suite.reference.get(spec.key),
                     raw,
                     aiomp,
-                    aiomp_error: python.and_then(|doc| error_of(doc, spec.key)),
+                    aiomp_error: python.and_then(|doc| doc.errors.get(spec.key).cloned()),
                     vs_aiomp,
                 }
             })
             .collect();
-        Report {
-            quick: config.quick || suite.get("quick") == Some(&Json::Bool(true)),
-            suite,
-            python,
-            machine,
-            rows,
-        }
+        Report { quick: config.quick || suite.quick, suite, python, machine, rows }
     }
 
     /// Keys of the figures the suite failed to measure.
     pub(crate) fn failed_workloads(&self) -> Vec<String> {
-        let mut failed: Vec<String> = self
-            .suite
-            .get("errors")
-            .map_or(&[][..], Json::as_object)
-            .iter()
-            .map(|(k, _)| k.clone())
-            .collect();
+        let mut failed: Vec<String> = self.suite.errors.keys().cloned().collect();
         for row in &self.rows {
             if row.polyloop.is_none() && !failed.iter().any(|k| k == row.spec.key) {
                 failed.push(row.spec.key.to_owned());
@@ -385,23 +404,21 @@ impl<'a> Report<'a> {
 
     pub(crate) fn markdown(&self) -> String {
         let mut md = String::from("# polyloop benchmark results\n\n");
-        let text = |key: &str| self.machine.get(key).and_then(Json::as_str).unwrap_or("?");
-        let cpus = self.machine.get("cpus").and_then(Json::as_f64).unwrap_or(0.0);
-        let processes =
-            self.suite.get("params").and_then(|p| p.get("processes")).and_then(Json::as_f64);
+        let machine = &self.machine;
         let _ = writeln!(
             md,
-            "Measured by `cargo xtask bench{}{}` on {cpus:.0} CPUs ({}), Linux {}, commit `{}`; \
+            "Measured by `cargo xtask bench{}{}` on {} CPUs ({}), Linux {}, commit `{}`; \
              processes = {} unless stated.\n",
             if self.quick { " --quick" } else { "" },
             if self.python.is_some() { " --compare-python" } else { "" },
-            text("cpu_model"),
-            text("kernel"),
-            text("commit"),
-            processes.map_or_else(|| "?".to_owned(), |p| format!("{p:.0}")),
+            machine.cpus,
+            machine.cpu_model,
+            machine.kernel,
+            machine.commit,
+            self.suite.params.sizes.processes,
         );
-        let load = |key: &str| self.machine.get(key).and_then(Json::as_f64);
-        if let (Some(before), Some(after)) = (load("load_before"), load("load_after")) {
+        let cpus = machine.cpus as f64;
+        if let (Some(before), Some(after)) = (machine.load_before, machine.load_after) {
             let _ = write!(
                 md,
                 "One-minute load average {before:.2} before the run, {after:.2} after it (the run's own \
@@ -441,85 +458,113 @@ impl<'a> Report<'a> {
                 "- **aiomultiprocess** {} on Python {}, same workloads \
                  (`benches/python/aiomp_suite.py`); *polyloop vs aiomp* is how many times better \
                  polyloop is.",
-                python.get("version").and_then(Json::as_str).unwrap_or("?"),
-                python.get("python").and_then(Json::as_str).unwrap_or("?"),
+                python.version, python.python,
             );
         }
         md.push_str("\n## Sweep: throughput against child concurrency\n\n![sweep](sweep.svg)\n\n");
-        let sweep = self.suite.get("sweep");
-        let n = sweep.and_then(|s| s.get("n")).and_then(Json::as_f64).unwrap_or(0.0);
-        let _ = writeln!(md, "No-op map of {n:.0} u64 inputs.\n");
+        let sweep = &self.suite.sweep;
+        let _ = writeln!(md, "No-op map of {} u64 inputs.\n", sweep.n);
         md.push_str("| series | child concurrency | tasks/s |\n| --- | ---: | ---: |\n");
-        for point in sweep.and_then(|s| s.get("points")).map_or(&[][..], Json::as_array) {
-            let num = |k: &str| point.get(k).and_then(Json::as_f64).unwrap_or(f64::NAN);
+        for point in &sweep.points {
             let _ = writeln!(
                 md,
-                "| {} | {:.0} | {} |",
-                point.get("series").and_then(Json::as_str).unwrap_or("?"),
-                num("child_concurrency"),
-                Unit::PerSec.format(num("tasks_per_s"))
+                "| {} | {} | {} |",
+                point.series,
+                point.child_concurrency,
+                Unit::PerSec.format(point.tasks_per_s)
             );
         }
-        let errors: Vec<(String, String)> =
-            [Some(("polyloop", self.suite)), self.python.map(|p| ("aiomultiprocess", p))]
-                .into_iter()
-                .flatten()
-                .flat_map(|(who, doc)| {
-                    doc.get("errors").map_or(&[][..], Json::as_object).iter().map(move |(k, v)| {
-                        (format!("{who}: {k}"), v.as_str().unwrap_or("?").to_owned())
-                    })
-                })
-                .collect();
-        if !errors.is_empty() {
+        let sides = [
+            Some(("polyloop", &self.suite.errors)),
+            self.python.map(|p| ("aiomultiprocess", &p.errors)),
+        ];
+        let failures: Vec<_> = sides
+            .into_iter()
+            .flatten()
+            .flat_map(|(who, errors)| errors.iter().map(move |(key, message)| (who, key, message)))
+            .collect();
+        if !failures.is_empty() {
             md.push_str("\n## Failures\n\n");
-            for (what, message) in errors {
-                let _ = writeln!(md, "- `{what}`: {message}");
+            for (who, key, message) in failures {
+                let _ = writeln!(md, "- `{who}: {key}`: {message}");
             }
         }
         md
     }
 
-    pub(crate) fn json(&self) -> Json {
-        let rows = self.rows.iter().map(|row| {
-            Json::obj([
-                ("key", Json::str(row.spec.key)),
-                ("workload", Json::str(row.label.clone())),
-                ("unit", Json::str(row.spec.unit.name())),
-                ("polyloop", Json::opt_num(row.polyloop)),
-                ("target", Json::str(row.target_text.clone())),
-                ("target_met", row.met.map_or(Json::Null, Json::Bool)),
-                ("reference", Json::opt_num(row.reference)),
-                (
-                    "raw",
-                    Json::obj(
-                        row.spec
-                            .raw_keys
-                            .iter()
-                            .zip(&row.raw)
-                            .map(|(k, v)| (*k, Json::opt_num(*v))),
-                    ),
-                ),
-                ("aiomultiprocess", Json::opt_num(row.aiomp)),
-                ("polyloop_vs_aiomultiprocess", Json::opt_num(row.vs_aiomp)),
-            ])
-        });
-        let section = |doc: &Json, key: &str| doc.get(key).cloned().unwrap_or(Json::Null);
-        Json::obj([
-            ("quick", Json::Bool(self.quick)),
-            ("machine", self.machine.clone()),
-            ("params", section(self.suite, "params")),
-            ("rows", Json::Arr(rows.collect())),
-            ("raw", section(self.suite, "raw")),
-            ("sweep", section(self.suite, "sweep")),
-            ("errors", section(self.suite, "errors")),
-            ("suite", self.suite.clone()),
-            ("aiomultiprocess", self.python.cloned().unwrap_or(Json::Null)),
-        ])
+    /// What `results.json` holds: the rows as judged, beside everything both sides reported.
+    pub(crate) fn json(&self) -> Results<'_> {
+        let rows = self
+            .rows
+            .iter()
+            .map(|row| ResultsRow {
+                key: row.spec.key,
+                workload: &row.label,
+                unit: row.spec.unit.name(),
+                polyloop: row.polyloop,
+                target: &row.target_text,
+                target_met: row.met,
+                reference: row.reference,
+                raw: RawFigures(row),
+                aiomultiprocess: row.aiomp,
+                polyloop_vs_aiomultiprocess: row.vs_aiomp,
+            })
+            .collect();
+        Results {
+            quick: self.quick,
+            machine: &self.machine,
+            params: &self.suite.params,
+            rows,
+            raw: &self.suite.raw,
+            sweep: &self.suite.sweep,
+            errors: &self.suite.errors,
+            suite: self.suite,
+            aiomultiprocess: self.python,
+        }
+    }
+}
+
+/// The document written to `results.json`.
+#[derive(Debug, Serialize)]
+pub(crate) struct Results<'a> {
+    quick: bool,
+    machine: &'a Machine,
+    params: &'a RunParams,
+    rows: Vec<ResultsRow<'a>>,
+    raw: &'a Figures,
+    sweep: &'a Sweep,
+    errors: &'a BTreeMap<String, String>,
+    suite: &'a SuiteReport,
+    aiomultiprocess: Option<&'a PythonReport>,
+}
+
+/// One row of the table in `results.json`, its figures unformatted.
+#[derive(Debug, Serialize)]
+struct ResultsRow<'a> {
+    key: &'static str,
+    workload: &'a str,
+    unit: &'static str,
+    polyloop: Option<f64>,
+    target: &'a str,
+    target_met: Option<bool>,
+    reference: Option<f64>,
+    raw: RawFigures<'a>,
+    aiomultiprocess: Option<f64>,
+    polyloop_vs_aiomultiprocess: Option<f64>,
+}
+
+/// A row's raw figures as an object from key to figure, in the order the row lists them.
+#[derive(Debug)]
+struct RawFigures<'a>(&'a Row);
+
+impl Serialize for RawFigures<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.spec.raw_keys.iter().zip(&self.0.raw))
     }
 }
 
 /// The target's text and whether the figure meets it.
-fn judge(spec: &RowSpec, value: Option<f64>, suite: &Json) -> (String, Option<bool>) {
+fn judge(spec: &RowSpec, value: Option<f64>, raw: &Figures) -> (String, Option<bool>) {
     let unit = spec.unit;
     let (text, limit) = match spec.target {
         Target::None => return ("-".to_owned(), None),
@@ -532,7 +577,7 @@ fn judge(spec: &RowSpec, value: Option<f64>, suite: &Json) -> (String, Option<bo
         Target::Below(v) => {
             (format!("< {}", unit.format(v)), Some((v, f64::lt as fn(&f64, &f64) -> bool)))
         }
-        Target::AtMostTimesRaw { factor, raw_key } => match metric(suite, "raw", raw_key) {
+        Target::AtMostTimesRaw { factor, raw_key } => match raw.get(raw_key) {
             Some(raw) => {
                 let limit = factor * raw;
                 (
@@ -550,30 +595,9 @@ fn judge(spec: &RowSpec, value: Option<f64>, suite: &Json) -> (String, Option<bo
     (text, met)
 }
 
-/// `{name}` replaced by the parameter `name`, numbers with thousands separators.
-fn fill_template(template: &str, params: &Json) -> String {
-    let mut out = String::new();
-    let mut rest = template;
-    while let Some(start) = rest.find('{') {
-        out.push_str(&rest[..start]);
-        let Some(len) = rest[start..].find('}') else { break };
-        let name = &rest[start + 1..start + len];
-        match params.get(name) {
-            Some(Json::Num(n)) => out.push_str(&group_thousands(*n)),
-            Some(Json::Str(s)) => out.push_str(s),
-            _ => out.push('?'),
-        }
-        rest = &rest[start + len + 1..];
-    }
-    out.push_str(rest);
-    out
-}
-
-fn group_thousands(n: f64) -> String {
-    if n.fract() != 0.0 {
-        return format!("{n}");
-    }
-    let digits = format!("{:.0}", n.abs());
+/// `n` with thousands separators.
+fn grouped(n: impl Into<u64>) -> String {
+    let digits = n.into().to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
         if i > 0 && (digits.len() - i) % 3 == 0 {
@@ -581,7 +605,7 @@ fn group_thousands(n: f64) -> String {
         }
         out.push(c);
     }
-    if n < 0.0 { format!("-{out}") } else { out }
+    out
 }
 
 /// Three significant digits, for ratios that span from 0.5 to 1000.
@@ -614,54 +638,51 @@ mod tests {
             for raw in row.raw_keys {
                 assert!(suite.contains(&format!("\"{raw}\"")), "suite.rs never reports {raw}");
             }
-            let mut rest = row.label;
-            while let Some(start) = rest.find('{') {
-                let end = rest[start..].find('}').unwrap() + start;
-                let param = &rest[start + 1..end];
-                let lib = read("benches/src/lib.rs");
-                assert!(lib.contains(&format!("pub {param}:")), "no parameter {param}");
-                rest = &rest[end + 1..];
-            }
         }
     }
 
     #[test]
-    fn fills_templates_with_grouped_numbers() {
-        let params = Json::obj([("n", Json::num(1_000_000.0)), ("ms", Json::num(100.0))]);
+    fn labels_quote_the_sizes_with_grouped_numbers() {
         assert_eq!(
-            fill_template("{n} x sleep({ms} ms) {x}", &params),
-            "1,000,000 x sleep(100 ms) ?"
+            (ROWS[0].label)(&Params::new(false)),
+            "1. no-op map, 100,000 u64 inputs, default settings"
         );
-        assert_eq!(group_thousands(2000.0), "2,000");
-        assert_eq!(group_thousands(1.5), "1.5");
+        assert_eq!(grouped(1_000_000u64), "1,000,000");
+        assert_eq!(grouped(100u32), "100");
+        assert_eq!(grouped(0u32), "0");
     }
 
     #[test]
     fn judges_targets_against_raw_figures() {
-        let suite = Json::parse(r#"{"raw": {"socketpair_rtt_p50_us": 50}}"#).unwrap();
+        let mut raw = Figures::default();
+        raw.insert("socketpair_rtt_p50_us", 50.0);
         let spec = ROWS.iter().find(|r| r.key == "apply_p50_us").unwrap();
-        assert_eq!(judge(spec, Some(59.0), &suite).1, Some(true));
-        assert_eq!(judge(spec, Some(61.0), &suite).1, Some(false));
-        assert_eq!(judge(spec, Some(61.0), &Json::Null).1, None);
+        assert_eq!(judge(spec, Some(59.0), &raw).1, Some(true));
+        assert_eq!(judge(spec, Some(61.0), &raw).1, Some(false));
+        assert_eq!(judge(spec, Some(61.0), &Figures::default()).1, None);
         let rss = ROWS.iter().find(|r| r.key == "worker_rss_mib").unwrap();
-        assert_eq!(judge(rss, Some(3.5), &suite), ("<= 4.00 MiB".to_owned(), Some(true)));
+        assert_eq!(judge(rss, Some(3.5), &raw), ("<= 4.00 MiB".to_owned(), Some(true)));
     }
 
     #[test]
     fn renders_a_report_with_missing_and_failed_figures() {
-        let suite = Json::parse(
-            r#"{"quick": true, "params": {"processes": 2, "noop_small": 1000},
-                "polyloop": {"noop_map_small": 6e6, "apply_p50_us": 70},
-                "reference": {"noop_map_small": 2e7},
-                "raw": {"socketpair_rtt_p50_us": 60},
-                "errors": {"noop_map_large": "worker lost"},
-                "sweep": {"n": 1000, "points": [{"processes": 2, "child_concurrency": 1, "tasks_per_s": 5}]}}"#,
+        let mut params = Params::new(true);
+        params.noop_small = 1000;
+        let mut suite = SuiteReport::new(params);
+        suite.polyloop.insert("noop_map_small", 6e6);
+        suite.polyloop.insert("apply_p50_us", 70.0);
+        suite.reference.insert("noop_map_small", 2e7);
+        suite.raw.insert("socketpair_rtt_p50_us", 60.0);
+        suite.errors.insert("noop_map_large".to_owned(), "worker lost".to_owned());
+        // As `aiomp_suite.py` writes it.
+        let python: PythonReport = serde_json::from_str(
+            r#"{"suite": "aiomultiprocess", "version": "0.9.1", "python": "3.12.3",
+                "quick": true, "params": {"processes": 2, "noop_small": 1000},
+                "aiomultiprocess": {"noop_map_small": 40000.0, "ready_ms": 310},
+                "errors": {"sleep_s": "timed out after 60 s"}}"#,
         )
         .unwrap();
-        let python =
-            Json::parse(r#"{"version": "0.9.1", "aiomultiprocess": {"noop_map_small": 4e4}}"#)
-                .unwrap();
-        let report = Report::new(&Config::default(), &suite, Some(&python), Json::Null);
+        let report = Report::new(&Config::default(), &suite, Some(&python), Machine::default());
         let table = report.terminal_table();
         assert!(table.contains("| 1. no-op map, 1,000 u64 inputs, default settings "), "{table}");
         assert!(table.contains("6.00 M/s"), "{table}");
@@ -670,8 +691,12 @@ mod tests {
         assert!(report.failed_workloads().contains(&"noop_map_large".to_owned()));
         let md = report.markdown();
         assert!(md.contains("## Failures"), "{md}");
+        assert!(md.contains("- `aiomultiprocess: sleep_s`: timed out after 60 s"), "{md}");
         assert!(md.contains("Quick run"), "{md}");
-        let json = Json::parse(&report.json().pretty()).unwrap();
-        assert_eq!(json.get("rows").unwrap().as_array().len(), ROWS.len());
+        let json = serde_json::to_value(report.json()).unwrap();
+        assert_eq!(json["rows"].as_array().unwrap().len(), ROWS.len());
+        assert_eq!(json["rows"][2]["raw"]["socketpair_rtt_p50_us"], 60.0);
+        assert_eq!(json["suite"], serde_json::to_value(&suite).unwrap());
+        assert_eq!(json["aiomultiprocess"]["params"]["noop_small"], 1000);
     }
 }
