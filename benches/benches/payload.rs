@@ -3,6 +3,11 @@
 //! Values are `serde_bytes::ByteBuf`, as the user guide advises for bytes (a plain `Vec<u8>` goes
 //! through serde one element at a time). Throughput is in bytes of payload.
 
+#![expect(
+    missing_docs,
+    reason = "criterion_group! defines a pub fn that cannot take a doc comment"
+)]
+
 use criterion::{BenchmarkId, Criterion, Throughput};
 use polyloop::Pool;
 use serde_bytes::ByteBuf;

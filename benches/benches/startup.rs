@@ -3,6 +3,11 @@
 //! Each iteration starts real worker processes (this bench binary, re-executed) and reaps them,
 //! so it also shows what a recycled or replaced worker costs.
 
+#![expect(
+    missing_docs,
+    reason = "criterion_group! defines a pub fn that cannot take a doc comment"
+)]
+
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion};

@@ -4,6 +4,11 @@
 //! serialization and the socket. `cargo xtask bench` reports the headline figure; this bench is
 //! for comparing changes (`cargo bench -p polyloop-benches --bench throughput`).
 
+#![expect(
+    missing_docs,
+    reason = "criterion_group! defines a pub fn that cannot take a doc comment"
+)]
+
 use std::pin::Pin;
 
 use criterion::{BenchmarkId, Criterion, Throughput};

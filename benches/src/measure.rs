@@ -10,22 +10,27 @@ pub struct Samples {
 }
 
 impl Samples {
+    /// Room for `n` samples.
     pub fn with_capacity(n: usize) -> Samples {
         Samples { micros: Vec::with_capacity(n) }
     }
 
+    /// Adds one measured duration.
     pub fn push(&mut self, elapsed: Duration) {
         self.micros.push(elapsed.as_secs_f64() * 1e6);
     }
 
+    /// Adds every sample of `other`.
     pub fn extend(&mut self, other: Samples) {
         self.micros.extend(other.micros);
     }
 
+    /// How many samples there are.
     pub fn len(&self) -> usize {
         self.micros.len()
     }
 
+    /// Whether there is none.
     pub fn is_empty(&self) -> bool {
         self.micros.is_empty()
     }
@@ -52,10 +57,12 @@ pub fn median(mut values: Vec<f64>) -> f64 {
     if values.len() % 2 == 1 { values[mid] } else { (values[mid - 1] + values[mid]) / 2.0 }
 }
 
+/// `count` things in `elapsed`, as a rate per second.
 pub fn per_second(count: u64, elapsed: Duration) -> f64 {
     count as f64 / elapsed.as_secs_f64()
 }
 
+/// `bytes` in `elapsed`, as MiB per second.
 pub fn mib_per_second(bytes: u64, elapsed: Duration) -> f64 {
     bytes as f64 / (1024.0 * 1024.0) / elapsed.as_secs_f64()
 }
@@ -90,7 +97,9 @@ pub fn calibrate_spin(target: Duration) -> u64 {
 /// Peak and current resident set size of a process, in MiB, from `/proc/<pid>/status`.
 #[derive(Debug, Clone, Copy)]
 pub struct Rss {
+    /// The peak, `VmHWM`.
     pub peak_mib: f64,
+    /// The current size, `VmRSS`.
     pub current_mib: f64,
 }
 
@@ -114,6 +123,7 @@ pub struct Progress {
 }
 
 impl Progress {
+    /// Progress through `total` steps, starting now.
     pub fn new(total: usize) -> Progress {
         Progress { step: 0, total, started: Instant::now() }
     }

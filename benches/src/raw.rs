@@ -2,8 +2,7 @@
 //!
 //! The suite binary re-executes itself with [`PEER_ENV`] set, naming one end of a socketpair that
 //! the child inherits. That end is made inheritable only for that spawn by clearing `FD_CLOEXEC`,
-//! not with a `pre_exec` closure, which would take std off its fast spawn path (design brief,
-//! section 7). The child, the *peer*, answers in one of two modes:
+//! not with a `pre_exec` closure, which would take std off its fast spawn path. The child, the *peer*, answers in one of two modes:
 //!
 //! - [`PeerMode::Echo`] reads 32 bytes and writes them back, blocked in `read` in between, so a round
 //!   trip includes waking a sleeping receiver on both sides, as a pool's `apply` must;
@@ -34,7 +33,9 @@ pub const ECHO_BYTES: usize = 32;
 /// What a peer does with its end of the socketpair.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PeerMode {
+    /// Reads [`ECHO_BYTES`] and writes them back, blocked in `read` in between.
     Echo,
+    /// Answers a request `(count, size)` with `count` messages of `size` bytes.
     Source,
 }
 
@@ -245,10 +246,12 @@ impl Peer {
         Ok(peer)
     }
 
+    /// The peer's pid (0 once it was reaped).
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map_or(0, Child::id)
     }
 
+    /// The parent's end of the socketpair.
     pub fn stream(&self) -> &UnixStream {
         &self.stream
     }

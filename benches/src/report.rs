@@ -15,18 +15,22 @@ pub struct Report {
 }
 
 impl Report {
+    /// An empty report of a run of these sizes.
     pub fn new(params: Params) -> Report {
         Report { doc: SuiteReport::new(params) }
     }
 
+    /// Records polyloop's figure for workload `key`.
     pub fn polyloop(&mut self, key: &str, value: f64) {
         self.doc.polyloop.insert(key, value);
     }
 
+    /// Records the in-process tokio figure for workload `key`.
     pub fn reference(&mut self, key: &str, value: f64) {
         self.doc.reference.insert(key, value);
     }
 
+    /// Records the machine's raw limit for workload `key`.
     pub fn raw(&mut self, key: &str, value: f64) {
         self.doc.raw.insert(key, value);
     }
@@ -39,6 +43,7 @@ impl Report {
         }
     }
 
+    /// Whether a workload failed.
     pub fn has_errors(&self) -> bool {
         !self.doc.errors.is_empty()
     }
@@ -56,6 +61,7 @@ impl Report {
         }
     }
 
+    /// Records the in-process figure the sweep is drawn against.
     pub fn sweep_reference(&mut self, tasks_per_s: f64) {
         self.doc.sweep.reference_tasks_per_s = Some(tasks_per_s).filter(|rate| rate.is_finite());
     }
@@ -65,6 +71,7 @@ impl Report {
         Ok(serde_json::to_string_pretty(&self.doc)? + "\n")
     }
 
+    /// Writes the JSON to `path`.
     pub fn write(&self, path: &Path) -> std::io::Result<()> {
         std::fs::write(path, self.to_json()?)
     }

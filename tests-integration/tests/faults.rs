@@ -394,7 +394,7 @@ enum Death {
     Exited,
 }
 
-/// Item 1: a worker dies while it holds four tasks, the other worker holds four more, and a
+/// A worker dies while it holds four tasks, the other worker holds four more, and a
 /// ninth waits in the parent's queue.
 async fn lose_a_worker(death: Death) -> anyhow::Result<()> {
     let _serial = SERIAL.lock().await;
@@ -640,7 +640,7 @@ async fn task_lost_with_a_blocked_worker_is_retried() -> anyhow::Result<()> {
     block_a_worker(1).await
 }
 
-/// Item 3: a task blocks its worker's thread past the timeout, while two others wait in the same
+/// A task blocks its worker's thread past the timeout, while two others wait in the same
 /// worker (one sent just after it, so it too is older than the timeout when the worker is killed,
 /// and one sent shortly before the kill) and another in the parent's queue. Only the task that
 /// blocked is a timeout: the others are innocent, lost with their worker or retried.
@@ -867,7 +867,7 @@ async fn assert_bookkeeping_emptied(pool: &Pool, probe: &Probe, credit: u64) -> 
 }
 
 // ---------------------------------------------------------------------------------------------
-// 6. Serialization failures.
+// 5. Serialization failures.
 
 #[tokio::test]
 async fn serialization_failures_fail_one_task_and_the_worker_lives_on() -> anyhow::Result<()> {
@@ -1032,7 +1032,7 @@ async fn next<S: Stream + Unpin>(stream: &mut S) -> Option<S::Item> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// 9. No leaks.
+// 6. No leaks.
 
 #[tokio::test]
 async fn two_hundred_pools_leak_no_fd_process_or_zombie() -> anyhow::Result<()> {
@@ -1090,7 +1090,7 @@ impl Cycle {
     }
 }
 
-/// Item 9: after `cycles` pools, as many fds are open and the same children run as after the
+/// After `cycles` pools, as many fds are open and the same children run as after the
 /// first, and no child is a zombie.
 async fn assert_cycles_leak_nothing(cycle: Cycle, cycles: usize) -> anyhow::Result<()> {
     let _serial = SERIAL.lock().await;
@@ -1113,7 +1113,7 @@ async fn assert_cycles_leak_nothing(cycle: Cycle, cycles: usize) -> anyhow::Resu
 }
 
 // ---------------------------------------------------------------------------------------------
-// 10. Recycling under faults, and close after faults.
+// 7. Recycling under faults, and close after faults.
 
 #[tokio::test]
 async fn max_tasks_per_child_stays_exact_under_faults_and_close_reaps() -> anyhow::Result<()> {

@@ -3,7 +3,7 @@
 //! The suite itself is the `suite` binary of `polyloop-benches` (it needs the library, which xtask
 //! must not link). It prints progress to stderr and writes its figures as JSON, a `SuiteReport` of
 //! `polyloop-bench-report`; `benches/python/aiomp_suite.py` writes a [`PythonReport`]. This module
-//! merges both into one table against the targets of the design brief, printed to stdout and
+//! merges both into one table against the project's targets, printed to stdout and
 //! written to `target/bench/results.{json,md}`, and draws the concurrency sweep as
 //! `target/bench/sweep.svg`.
 

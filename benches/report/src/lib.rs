@@ -20,6 +20,7 @@ pub struct SuiteReport {
     pub suite: String,
     /// Reduced sizes: the figures prove the harness works, not how fast polyloop is.
     pub quick: bool,
+    /// The sizes of the run.
     pub params: RunParams,
     /// polyloop's figure for each workload key.
     pub polyloop: Figures,
@@ -27,6 +28,7 @@ pub struct SuiteReport {
     pub reference: Figures,
     /// Limits of the machine measured between two processes of the harness, and ideal times.
     pub raw: Figures,
+    /// No-op map throughput across child concurrencies.
     pub sweep: Sweep,
     /// Why a figure is missing, by the key of the workload that failed.
     pub errors: BTreeMap<String, String>,
@@ -51,6 +53,7 @@ impl SuiteReport {
 /// The sizes of a run, beside the ideal time of workload 3 that they imply.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunParams {
+    /// The sizes themselves.
     #[serde(flatten)]
     pub sizes: Params,
     /// [`Params::sleep_ideal_s`] of the run's sleeping tasks at their concurrency.
@@ -58,6 +61,7 @@ pub struct RunParams {
 }
 
 impl RunParams {
+    /// The sizes, with the ideal time they imply.
     pub fn new(sizes: Params) -> RunParams {
         let sleep_ideal_s = sizes.sleep_ideal_s(sizes.sleep_tasks, sizes.sleep_concurrency);
         RunParams { sizes, sleep_ideal_s }
@@ -83,6 +87,7 @@ impl Figures {
         }
     }
 
+    /// The figure under `key`, if it was measured.
     pub fn get(&self, key: &str) -> Option<f64> {
         self.0.get(key).copied()
     }
@@ -93,6 +98,7 @@ impl Figures {
 pub struct Sweep {
     /// Inputs mapped at each point.
     pub n: u64,
+    /// One figure per pool shape and child concurrency, in the order measured.
     pub points: Vec<SweepPoint>,
     /// The same map done by tokio tasks in one process, when it was measured.
     pub reference_tasks_per_s: Option<f64>,
@@ -103,41 +109,65 @@ pub struct Sweep {
 pub struct SweepPoint {
     /// The [`SweepSeries::label`] of the pool shape.
     pub series: String,
+    /// Worker processes of the pool.
     pub processes: usize,
+    /// Whether the prefetch was as large as the concurrency.
     pub full_prefetch: bool,
+    /// Tasks each worker ran at once.
     pub child_concurrency: u32,
+    /// No-op tasks mapped per second.
     pub tasks_per_s: f64,
 }
 
 /// The sizes of one run of the suite. `--quick` shrinks them so a run takes seconds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Params {
+    /// Whether these are the `--quick` sizes.
     pub quick: bool,
     /// Worker processes, unless a workload says otherwise.
     pub processes: usize,
+    /// Inputs of the smaller no-op map (workload 1).
     pub noop_small: u64,
+    /// Inputs of the larger no-op map (workload 1).
     pub noop_large: u64,
+    /// Round trips run before the measured ones (workload 2).
     pub apply_warmup: usize,
+    /// Round trips measured (workload 2).
     pub apply_samples: usize,
+    /// Sleeping tasks at the default concurrency (workload 3).
     pub sleep_tasks: u64,
+    /// How long each sleeping task sleeps, in milliseconds (workload 3).
     pub sleep_ms: u64,
+    /// Child concurrency of the sleeping tasks (workload 3).
     pub sleep_concurrency: u32,
+    /// Sleeping tasks at high concurrency (workload 3).
     pub sleep_many: u64,
+    /// The high child concurrency (workload 3).
     pub sleep_many_concurrency: u32,
+    /// CPU-bound tasks of the smaller run (workload 4).
     pub cpu_small: u64,
+    /// CPU-bound tasks of the larger run (workload 4).
     pub cpu_large: u64,
+    /// How long each CPU-bound task burns, in milliseconds (workload 4).
     pub cpu_task_ms: u64,
+    /// Tasks returning a large result (workload 5).
     pub result_tasks: u64,
+    /// Bytes of each large result (workload 5).
     pub result_bytes: usize,
+    /// Pools built and closed to time start-up (workload 6).
     pub startup_runs: usize,
+    /// Inputs mapped at each point of the sweep.
     pub sweep_n: u64,
+    /// The pool shapes of the sweep.
     pub sweep_series: Vec<SweepSeries>,
+    /// The child concurrencies of the sweep.
     pub sweep_concurrency: Vec<u32>,
     /// Upper bound on one workload, so a hang in the library fails the run instead of stalling it.
     pub workload_timeout_s: u64,
 }
 
 impl Params {
+    /// The full sizes, or the `--quick` ones.
     pub fn new(quick: bool) -> Params {
         if quick {
             Params {
@@ -204,7 +234,9 @@ impl Params {
 /// One line of the sweep: pools of `processes` workers at each child concurrency of the sweep.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SweepSeries {
+    /// How the table and the plot name it.
     pub label: String,
+    /// Worker processes of the pool.
     pub processes: usize,
     /// Prefetch as large as the concurrency, the largest batch a worker may be sent, instead of
     /// the default (a quarter of it).
@@ -212,6 +244,7 @@ pub struct SweepSeries {
 }
 
 impl SweepSeries {
+    /// The series of pools of `processes` workers, with or without a full prefetch.
     pub fn new(processes: usize, full_prefetch: bool) -> SweepSeries {
         let plural = if processes == 1 { "" } else { "es" };
         let label = if full_prefetch {

@@ -1,4 +1,4 @@
-//! The end-to-end benchmark suite that `cargo xtask bench` runs: workloads 1-8 of issue 5 through
+//! The end-to-end benchmark suite that `cargo xtask bench` runs: its eight workloads through
 //! polyloop's facade, beside the same work done by tokio tasks in one process and the raw limits of
 //! the machine, written as one JSON document.
 //!

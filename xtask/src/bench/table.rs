@@ -1,7 +1,7 @@
 //! The benchmark report: which figures make the table, their targets, and how they are written.
 //!
-//! The targets are the ones of the design brief (section 6). They are judged here, in one place,
-//! and only here: `cargo test` never asserts on timing.
+//! The targets are the project's performance goals, each a ratio or bound within one run. They
+//! are judged here, in one place, and only here: `cargo test` never asserts on timing.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -65,7 +65,7 @@ impl Unit {
     }
 }
 
-/// A target of the brief.
+/// A performance target.
 #[derive(Debug, Clone, Copy)]
 enum Target {
     None,
@@ -449,7 +449,7 @@ impl<'a> Report<'a> {
              - **raw limit**: measured in the same run between two of the harness's own \
              processes over a Unix socketpair (std and libc only), or the ideal time of the \
              workload.\n\
-             - **met**: the target of the design brief, section 6. Ratios are taken within this \
+             - **met**: the project's target for the figure. Ratios are taken within this \
              one run.\n",
         );
         if let Some(python) = self.python {
