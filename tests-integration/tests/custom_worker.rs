@@ -6,7 +6,7 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use polyloop::wire::{TaskSchema, TaskSpec};
+use polyloop::wire::TaskSchema;
 use polyloop::{Pool, PoolError};
 
 const CUSTOM_WORKER: &str = env!("CARGO_BIN_EXE_custom_worker");
@@ -32,24 +32,14 @@ async fn a_pool_only_parent_runs_its_tasks_in_a_custom_worker() {
     assert!(stdout.contains("served on thread: custom-worker\n"), "{stdout}{stderr}");
 }
 
-/// A task the custom worker does not hold.
-#[derive(Clone, Copy)]
-struct Missing;
-
-impl TaskSpec for Missing {
-    type Input = u64;
-    type Output = u64;
-    const NAME: &'static str = "custom_worker::missing";
+polyloop::wire::task_spec! {
+    /// A task the custom worker does not hold.
+    Missing: u64 => u64 = "custom_worker::missing"
 }
 
-/// The worker's `double`, named with other types.
-#[derive(Clone, Copy)]
-struct DoubleAsText;
-
-impl TaskSpec for DoubleAsText {
-    type Input = String;
-    type Output = String;
-    const NAME: &'static str = "custom_worker::double";
+polyloop::wire::task_spec! {
+    /// The worker's `double`, named with other types.
+    DoubleAsText: String => String = "custom_worker::double"
 }
 
 #[tokio::test]

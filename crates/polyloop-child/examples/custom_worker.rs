@@ -7,19 +7,18 @@
 //! their `TaskSpec` alone and starts this program with `PoolBuilder::worker_program`; see
 //! `crates/polyloop-pool/examples/pool_only_parent.rs`.
 //!
+//! Its tasks implement `Task` by hand and are listed in a `Registry`: a program that holds a
+//! `#[polyloop::task]` becomes a worker before `main` with the default bootstrap, and this one's
+//! runtime would never run.
+//!
 //! Run it from a pool; started by hand it says so and exits with code 2.
 
 use polyloop_child::{Inherited, Registry, TaskEntry, serve};
-use polyloop_wire::{RemoteError, Task, TaskSpec};
+use polyloop_wire::{RemoteError, Task};
 
-/// Doubles its input.
-#[derive(Clone, Copy)]
-struct Double;
-
-impl TaskSpec for Double {
-    type Input = u64;
-    type Output = u64;
-    const NAME: &'static str = "custom_worker::double";
+polyloop_wire::task_spec! {
+    /// Doubles its input.
+    Double: u64 => u64 = "custom_worker::double"
 }
 
 impl Task for Double {
@@ -28,14 +27,9 @@ impl Task for Double {
     }
 }
 
-/// The name of the thread the task runs on.
-#[derive(Clone, Copy)]
-struct ThreadName;
-
-impl TaskSpec for ThreadName {
-    type Input = ();
-    type Output = String;
-    const NAME: &'static str = "custom_worker::thread_name";
+polyloop_wire::task_spec! {
+    /// The name of the thread the task runs on.
+    ThreadName: () => String = "custom_worker::thread_name"
 }
 
 impl Task for ThreadName {

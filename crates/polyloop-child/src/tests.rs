@@ -10,12 +10,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
 use crate::{Registry, TaskEntry, serve};
 
-#[derive(Clone, Copy)]
-struct Double;
-impl TaskSpec for Double {
-    type Input = u64;
-    type Output = u64;
-    const NAME: &'static str = "t::double";
+polyloop_wire::task_spec! {
+    Double: u64 => u64 = "t::double"
 }
 impl Task for Double {
     async fn run(x: u64) -> Result<u64, RemoteError> {
@@ -23,12 +19,8 @@ impl Task for Double {
     }
 }
 
-#[derive(Clone, Copy)]
-struct Fails;
-impl TaskSpec for Fails {
-    type Input = String;
-    type Output = ();
-    const NAME: &'static str = "t::fails";
+polyloop_wire::task_spec! {
+    Fails: String => () = "t::fails"
 }
 impl Task for Fails {
     async fn run(msg: String) -> Result<(), RemoteError> {
@@ -36,12 +28,8 @@ impl Task for Fails {
     }
 }
 
-#[derive(Clone, Copy)]
-struct Panics;
-impl TaskSpec for Panics {
-    type Input = ();
-    type Output = ();
-    const NAME: &'static str = "t::panics";
+polyloop_wire::task_spec! {
+    Panics: () => () = "t::panics"
 }
 impl Task for Panics {
     async fn run(_: ()) -> Result<(), RemoteError> {
@@ -49,15 +37,11 @@ impl Task for Panics {
     }
 }
 
-/// Sleeps; reports how many sleepers were running when it started.
-#[derive(Clone, Copy)]
-struct Sleep;
-static SLEEPING: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-impl TaskSpec for Sleep {
-    type Input = u64;
-    type Output = u32;
-    const NAME: &'static str = "t::sleep";
+polyloop_wire::task_spec! {
+    /// Sleeps; reports how many sleepers were running when it started.
+    Sleep: u64 => u32 = "t::sleep"
 }
+static SLEEPING: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 impl Task for Sleep {
     async fn run(ms: u64) -> Result<u32, RemoteError> {
         use std::sync::atomic::Ordering::SeqCst;
@@ -68,13 +52,9 @@ impl Task for Sleep {
     }
 }
 
-/// Sleeps without counting, for the cancellation tests (tests run in parallel).
-#[derive(Clone, Copy)]
-struct Wait;
-impl TaskSpec for Wait {
-    type Input = u64;
-    type Output = ();
-    const NAME: &'static str = "t::wait";
+polyloop_wire::task_spec! {
+    /// Sleeps without counting, for the cancellation tests (tests run in parallel).
+    Wait: u64 => () = "t::wait"
 }
 impl Task for Wait {
     async fn run(ms: u64) -> Result<(), RemoteError> {
@@ -83,13 +63,9 @@ impl Task for Wait {
     }
 }
 
-/// Blocks the thread for the given milliseconds: CPU-bound work that never yields.
-#[derive(Clone, Copy)]
-struct Spin;
-impl TaskSpec for Spin {
-    type Input = u64;
-    type Output = ();
-    const NAME: &'static str = "t::spin";
+polyloop_wire::task_spec! {
+    /// Blocks the thread for the given milliseconds: CPU-bound work that never yields.
+    Spin: u64 => () = "t::spin"
 }
 impl Task for Spin {
     async fn run(ms: u64) -> Result<(), RemoteError> {

@@ -11,26 +11,16 @@
 //! ```
 
 use polyloop_pool::Pool;
-use polyloop_wire::{TaskSchema, TaskSpec};
+use polyloop_wire::TaskSchema;
 
-/// Implemented by the worker program: doubles its input.
-#[derive(Clone, Copy)]
-struct Double;
-
-impl TaskSpec for Double {
-    type Input = u64;
-    type Output = u64;
-    const NAME: &'static str = "custom_worker::double";
+polyloop_wire::task_spec! {
+    /// Implemented by the worker program: doubles its input.
+    Double: u64 => u64 = "custom_worker::double"
 }
 
-/// Implemented by the worker program: the name of the thread the task runs on.
-#[derive(Clone, Copy)]
-struct ThreadName;
-
-impl TaskSpec for ThreadName {
-    type Input = ();
-    type Output = String;
-    const NAME: &'static str = "custom_worker::thread_name";
+polyloop_wire::task_spec! {
+    /// Implemented by the worker program: the name of the thread the task runs on.
+    ThreadName: () => String = "custom_worker::thread_name"
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

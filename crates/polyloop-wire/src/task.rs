@@ -68,6 +68,32 @@ pub trait Task: TaskSpec {
     fn run(input: Self::Input) -> impl Future<Output = Result<Self::Output, RemoteError>> + Send;
 }
 
+/// Declares a task by its [`TaskSpec`] alone: a unit struct with the task's registered name and
+/// its input and output types, for a parent that runs the task in a separate worker program.
+///
+/// ```
+/// polyloop_wire::task_spec! {
+///     /// Implemented by the worker program.
+///     pub Double: u64 => u64 = "worker::double"
+/// }
+/// use polyloop_wire::TaskSpec;
+/// assert_eq!(Double::NAME, "worker::double");
+/// ```
+#[macro_export]
+macro_rules! task_spec {
+    ($(#[$meta:meta])* $vis:vis $name:ident: $input:ty => $output:ty = $task_name:literal) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug)]
+        $vis struct $name;
+
+        impl $crate::TaskSpec for $name {
+            type Input = $input;
+            type Output = $output;
+            const NAME: &'static str = $task_name;
+        }
+    };
+}
+
 /// The FNV-1a hash of the input and output type names.
 ///
 /// Type names are what a build can see of a schema without a schema derive: a renamed or

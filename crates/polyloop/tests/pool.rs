@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures_core::Stream;
-use polyloop::{Pool, TaskSpec};
+use polyloop::Pool;
 
 #[polyloop::task]
 async fn double(x: u64) -> u64 {
@@ -576,14 +576,9 @@ async fn panicking_serde_code_fails_its_task_only() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A task the worker program does not register: named by hand, implemented nowhere.
-#[derive(Clone, Copy, Debug)]
-struct Unregistered;
-
-impl TaskSpec for Unregistered {
-    type Input = u64;
-    type Output = u64;
-    const NAME: &'static str = "tests::unregistered";
+polyloop::wire::task_spec! {
+    /// A task the worker program does not register: named by hand, implemented nowhere.
+    Unregistered: u64 => u64 = "tests::unregistered"
 }
 
 #[tokio::test]
