@@ -262,6 +262,9 @@ impl<'a> Driver<'a> {
                             let Some(chunk) = self.shard.queue.try_pop() else { break };
                             self.take_chunk(chunk, &conn, now);
                         }
+                        // Counted before they are sent, so that a task that has started in its
+                        // worker shows in `stats()` as in flight.
+                        self.publish();
                         self.flush(&mut conn).await;
                     }
                     None => queue_open = false,
