@@ -108,6 +108,30 @@ enum End {
     Died,
 }
 
+/// Where a driver is in its worker's life: always exactly one of these.
+#[derive(Debug)]
+enum Phase {
+    /// Taking work from the queue.
+    Serving,
+    /// No more work for this worker (`closed`: its queue closed; else it used up its task
+    /// budget): waiting for the tasks it holds, then shutting it down.
+    Retiring { closed: bool },
+    /// `Shutdown` sent: waiting for the worker to exit in order.
+    ShuttingDown { closed: bool },
+    /// This driver killed the worker, for this reason: waiting for the end of its stream.
+    Killed(Kill),
+}
+
+/// Why a driver killed its worker.
+#[derive(Debug)]
+enum Kill {
+    /// A task ran past its timeout without yielding: that one (if it could be told) is a
+    /// timeout; the others the worker held were innocent.
+    Overran(Option<u64>),
+    /// The worker broke the protocol, or stopped beating.
+    Broken(String),
+}
+
 /// A task sent to the worker and not yet answered.
 #[derive(Debug)]
 struct Sent {
@@ -135,11 +159,7 @@ struct Driver<'a> {
     out: Vec<u8>,
     /// Send order, for the watchdog: (id, sent_at). Entries of answered tasks are skipped.
     sends: VecDeque<(u64, Instant)>,
-    /// Set when the watchdog killed the worker: the task that ran past its timeout. Only that one
-    /// fails as a timeout; the others it held were innocent and are lost or retried.
-    overran: Option<u64>,
-    /// Why the worker is considered broken, when it sent something invalid.
-    broken: Option<String>,
+    phase: Phase,
     /// The last task looked up in the worker's registry: consecutive tasks are usually alike.
     last_task: Option<(&'static str, u64, u32)>,
     /// Counts not yet added to the shared atomics; see [`Driver::publish`].
@@ -173,8 +193,7 @@ impl<'a> Driver<'a> {
             batch: TaskBatch::default(),
             out: Vec::new(),
             sends: VecDeque::new(),
-            overran: None,
-            broken: None,
+            phase: Phase::Serving,
             last_task: None,
             unpublished: Unpublished::default(),
         }
@@ -204,27 +223,25 @@ impl<'a> Driver<'a> {
     }
 
     async fn run(mut self, mut conn: Connection) -> End {
-        let mut queue_open = true;
-        let mut shutdown_sent = false;
         // One timer for the life of the driver, reset once per beat: not one per wake-up.
         let beat_period = conn.heartbeat.as_ref().map_or(Duration::MAX, |beat| beat.period());
         let mut next_check = std::pin::pin!(tokio::time::sleep(beat_period));
         loop {
             self.publish();
-            let retiring = !queue_open || self.budget_left() == 0;
-            if retiring && !shutdown_sent && self.n_in_flight == 0 {
+            if matches!(self.phase, Phase::Serving) && self.budget_left() == 0 {
+                self.phase = Phase::Retiring { closed: false };
+            }
+            if let Phase::Retiring { closed } = self.phase
+                && self.n_in_flight == 0
+            {
                 // Out of budget, or the pool is closing and our queue is empty: stop in order.
-                shutdown_sent = true;
+                self.phase = Phase::ShuttingDown { closed };
                 self.out.clear();
                 let _ = encode_frame(&ToChild::Shutdown, &mut self.out, &conn.limits);
                 let _ = conn.writer.write_all(&self.out).await;
                 self.out.clear();
             }
-            let able = !retiring
-                && !shutdown_sent
-                && self.overran.is_none()
-                && self.broken.is_none()
-                && self.n_in_flight < self.credit();
+            let able = matches!(self.phase, Phase::Serving) && self.n_in_flight < self.credit();
             let can_take = able && !self.over_share();
             self.shared.set_listening(self.worker_idx, can_take);
             if self.n_in_flight > 0 && self.busy_poll(&mut conn).await {
@@ -238,9 +255,11 @@ impl<'a> Driver<'a> {
                     // End of stream: the worker exited, was killed, or closed the socket.
                     _ => {
                         let status = conn.proc.reap(self.shared.config.kill_grace).await;
-                        if shutdown_sent && self.n_in_flight == 0 && self.broken.is_none() {
+                        if let Phase::ShuttingDown { closed } = self.phase
+                            && self.n_in_flight == 0
+                        {
                             self.publish();
-                            return if queue_open { End::Recycled } else { End::Closed };
+                            return if closed { End::Closed } else { End::Recycled };
                         }
                         // Counted before its tasks fail, so a caller who has the error sees the
                         // restart in `stats()`.
@@ -267,10 +286,10 @@ impl<'a> Driver<'a> {
                         self.publish();
                         self.flush(&mut conn).await;
                     }
-                    None => queue_open = false,
+                    None => self.phase = Phase::Retiring { closed: true },
                 },
                 () = sleep_until_opt(deadline) => self.kill_for_timeout(&conn),
-                () = &mut next_check, if conn.heartbeat.is_some() && self.broken.is_none() => {
+                () = &mut next_check, if conn.heartbeat.is_some() && !self.killed() => {
                     self.check_heartbeat(&mut conn);
                     next_check.as_mut().reset(Instant::now() + beat_period);
                 }
@@ -284,11 +303,11 @@ impl<'a> Driver<'a> {
         let Some(heartbeat) = conn.heartbeat.as_mut() else { return };
         if !heartbeat.alive(std::time::Instant::now()) {
             tracing::warn!(timeout = ?heartbeat.timeout(), "worker sent no heartbeat; killing it");
-            self.broken = Some(format!(
+            let why = format!(
                 "it sent no heartbeat for {:?}: the process was stopped or is wedged",
                 heartbeat.timeout()
-            ));
-            conn.proc.kill();
+            );
+            self.kill(conn, Kill::Broken(why));
         }
     }
 
@@ -297,8 +316,7 @@ impl<'a> Driver<'a> {
         conn.frames.filled(n);
         if let Err(err) = self.handle_frames(conn) {
             tracing::warn!(error = %err, "worker sent an invalid frame; killing it");
-            self.broken = Some(format!("it sent an invalid frame: {err}"));
-            conn.proc.kill();
+            self.kill(conn, Kill::Broken(format!("it sent an invalid frame: {err}")));
         }
     }
 
@@ -591,7 +609,7 @@ impl<'a> Driver<'a> {
     /// to one timeout) plus the grace period.
     fn next_deadline(&mut self) -> Option<Instant> {
         let timeout = self.shared.config.task_timeout?;
-        if self.overran.is_some() {
+        if self.killed() {
             return None;
         }
         while let Some(&(id, sent_at)) = self.sends.front() {
@@ -608,43 +626,54 @@ impl<'a> Driver<'a> {
     /// The oldest unanswered task passed its deadline: the worker is stuck in it. Kills the
     /// worker and remembers that task as the one to blame.
     fn kill_for_timeout(&mut self, conn: &Connection) {
-        if self.next_deadline().is_some() {
-            // `next_deadline` left the oldest live task at the front.
-            self.overran = self.sends.front().map(|&(id, _)| id);
-        }
-        let task = self.overran.and_then(|id| self.in_flight.get(id)).map(|sent| sent.job.key.name);
+        // `next_deadline` leaves the oldest live task at the front.
+        let overran = self.next_deadline().and(self.sends.front().map(|&(id, _)| id));
+        let task = overran.and_then(|id| self.in_flight.get(id)).map(|sent| sent.job.key.name);
         tracing::warn!(
             task,
             timeout = ?self.shared.config.task_timeout,
             "a task ran past its timeout without yielding; killing its worker"
         );
+        self.kill(conn, Kill::Overran(overran));
+    }
+
+    /// Kills the worker for `why`, unless this driver killed it already (the first reason is
+    /// the one its tasks are told).
+    fn kill(&mut self, conn: &Connection, why: Kill) {
+        if !self.killed() {
+            self.phase = Phase::Killed(why);
+        }
         conn.proc.kill();
+    }
+
+    fn killed(&self) -> bool {
+        matches!(self.phase, Phase::Killed(_))
     }
 
     /// The worker is gone: its tasks are queued again if they have retries left, else failed.
     fn fail_all(&mut self, status: &str) {
-        tracing::warn!(
-            status,
-            tasks = self.n_in_flight,
-            why = self.broken.as_deref(),
-            "worker lost"
-        );
         let timeout = self.shared.config.task_timeout.unwrap_or_default();
         let (idx, pid) = (self.worker_idx, self.pid);
-        let reason = match (&self.broken, self.overran) {
-            (Some(why), _) => format!("worker {idx} (pid {pid}) was killed because {why}"),
-            (None, Some(_)) => format!(
-                "worker {idx} (pid {pid}) was killed ({status}) because another of its tasks ran \
-                 longer than {timeout:?} without yielding"
+        let (reason, overran) = match &self.phase {
+            Phase::Killed(Kill::Broken(why)) => {
+                (format!("worker {idx} (pid {pid}) was killed because {why}"), None)
+            }
+            Phase::Killed(Kill::Overran(overran)) => (
+                format!(
+                    "worker {idx} (pid {pid}) was killed ({status}) because another of its tasks \
+                     ran longer than {timeout:?} without yielding"
+                ),
+                *overran,
             ),
-            (None, None) => format!("worker {idx} (pid {pid}) died: {status}"),
+            _ => (format!("worker {idx} (pid {pid}) died: {status}"), None),
         };
+        tracing::warn!(status, tasks = self.n_in_flight, why = %reason, "worker lost");
         let mut retry = Vec::new();
         // In the order they were sent, so retried tasks queue again in their order.
         for (id, Sent { mut job, .. }) in self.in_flight.drain() {
             self.release();
             let name = job.key.name;
-            if self.overran == Some(id) {
+            if overran == Some(id) {
                 self.seat.counters.failed.fetch_add(1, Ordering::Relaxed);
                 let msg = format!(
                     "ran longer than {timeout:?} without yielding; worker {idx} (pid {pid}) was \
