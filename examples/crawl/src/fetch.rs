@@ -185,20 +185,9 @@ pub struct Fetcher {
 }
 
 /// The HTTP client could not be built.
-#[derive(Debug)]
-pub struct ClientInitError(reqwest::Error);
-
-impl fmt::Display for ClientInitError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "cannot build the http client: {}", self.0)
-    }
-}
-
-impl std::error::Error for ClientInitError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.0)
-    }
-}
+#[derive(Debug, thiserror::Error)]
+#[error("cannot build the http client")]
+pub struct ClientInitError(#[from] reqwest::Error);
 
 impl Fetcher {
     /// A client set up by `config`.

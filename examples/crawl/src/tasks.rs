@@ -1,7 +1,6 @@
 //! The crawl's polyloop tasks (a worker's HTTP client, fetch and parse) and the pool as a
 //! [`PageSource`]: the only part of the crawl that knows about polyloop.
 
-use std::fmt;
 use std::future::Future;
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -16,30 +15,14 @@ use crate::fetch::{ClientConfig, ClientInitError, ErrorKind, Fetcher, PageResult
 static FETCHER: OnceLock<Fetcher> = OnceLock::new();
 
 /// Why a worker could not set up its HTTP client.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum WorkerInitError {
     /// The client could not be built.
+    #[error(transparent)]
     Client(ClientInitError),
     /// The initializer ran twice in one process.
+    #[error("this worker has a client already")]
     AlreadyInitialized,
-}
-
-impl fmt::Display for WorkerInitError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            WorkerInitError::Client(e) => e.fmt(f),
-            WorkerInitError::AlreadyInitialized => f.write_str("this worker has a client already"),
-        }
-    }
-}
-
-impl std::error::Error for WorkerInitError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            WorkerInitError::Client(e) => Some(e),
-            WorkerInitError::AlreadyInitialized => None,
-        }
-    }
 }
 
 /// The pool's initializer: builds the worker's HTTP client from `config`.
@@ -118,4 +101,20 @@ fn task_error_message(e: &TaskError) -> String {
         source = cause.source();
     }
     message
+}
+
+#[cfg(test)]
+mod error_tests {
+    use super::*;
+
+    /// `{:#}` prints the wrappers' text once, then reqwest's own chain, not the cause again at
+    /// every level.
+    #[test]
+    fn a_client_error_names_its_cause_once() {
+        let make_cause = || reqwest::Proxy::http("http://[::1").expect_err("not a url");
+        let cause_chain = format!("{:#}", anyhow::Error::from(make_cause()));
+        let err = WorkerInitError::Client(ClientInitError::from(make_cause()));
+        let text = format!("{:#}", anyhow::Error::from(err));
+        assert_eq!(text, format!("cannot build the http client: {cause_chain}"));
+    }
 }
