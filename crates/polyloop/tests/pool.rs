@@ -636,3 +636,13 @@ async fn errors_of_a_map_name_their_input() -> anyhow::Result<()> {
     pool.close().await?;
     Ok(())
 }
+
+/// With the liveness watch off, the pool makes no heartbeat socket and its workers do not beat;
+/// everything else works as usual.
+#[tokio::test]
+async fn a_pool_without_heartbeats_serves() -> anyhow::Result<()> {
+    let pool = Pool::builder().processes(1).heartbeat_timeout(None).build().await?;
+    assert_eq!(pool.map(double, 0..100u64).await?, (0..100).map(|x| x * 2).collect::<Vec<_>>());
+    pool.close().await?;
+    Ok(())
+}
