@@ -312,3 +312,17 @@ fn peak_rss_kib() -> u64 {
         .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
         .expect("VmHWM in /proc/self/status")
 }
+
+/// A worker program that does not exist fails `build()` with the spawn error, naming the program
+/// and what the OS said, whether given as a path or as a bare name looked up in PATH.
+#[tokio::test]
+async fn a_missing_worker_program_fails_build() {
+    for program in ["/nonexistent/polyloop-worker", "polyloop-no-such-worker-program"] {
+        let err = build_error(Pool::builder().processes(1).worker_program(program)).await;
+        let PoolError::Spawn { program: named, source } = &err else {
+            panic!("expected a spawn error, got {err:?}");
+        };
+        assert_eq!(named, program);
+        assert_eq!(source.kind(), std::io::ErrorKind::NotFound, "{}", chain(&err));
+    }
+}
