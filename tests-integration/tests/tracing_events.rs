@@ -13,12 +13,13 @@ use polyloop::Pool;
 use tracing::field::{Field, Visit};
 use tracing::{Event, Metadata, Subscriber, span};
 
-/// Writes `path` on its first run and then waits for a minute; on a later run (the file is
-/// there) it returns at once.
+/// On its first run (no file at `marker` yet): writes it, tells the test it runs by connecting
+/// to the socket `probe`, and waits for a minute. On a later run it returns at once.
 #[polyloop::task]
-async fn mark_then_wait(path: String) -> u32 {
-    if !Path::new(&path).exists() {
-        std::fs::write(&path, b"").expect("the temp dir is writable");
+async fn mark_then_wait(marker: String, probe: String) -> u32 {
+    if !Path::new(&marker).exists() {
+        std::fs::write(&marker, b"").expect("the temp dir is writable");
+        let _running = std::os::unix::net::UnixStream::connect(&probe).expect("the test listens");
         tokio::time::sleep(Duration::from_secs(60)).await;
     }
     std::process::id()
@@ -64,16 +65,14 @@ async fn a_lost_worker_and_its_retried_task_are_reported() -> anyhow::Result<()>
 
     let dir = std::env::temp_dir().join(format!("polyloop-tracing-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let mark = dir.join("started");
+    let marker = dir.join("started").to_string_lossy().into_owned();
+    let probe = dir.join("probe.sock");
+    let listener = tokio::net::UnixListener::bind(&probe)?;
     let pool = Pool::builder().processes(1).retries(1).build().await?;
     let first = pool.stats().workers[0].pid;
-    let task = pool.submit(mark_then_wait, mark.to_string_lossy().into_owned());
-    // The task's file is the event that it runs; there is no other to wait on.
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while !mark.exists() {
-        anyhow::ensure!(std::time::Instant::now() < deadline, "the task never started");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let task = pool.submit(mark_then_wait, (marker, probe.to_string_lossy().into_owned()));
+    // The task connects once it runs in the worker.
+    tokio::time::timeout(Duration::from_secs(60), listener.accept()).await??;
     kill(Pid::from_raw(first as i32), Signal::SIGKILL)?;
     let second = tokio::time::timeout(Duration::from_secs(60), task).await??;
     assert_ne!(second, first, "the task ran again on a replacement");

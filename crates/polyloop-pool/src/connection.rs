@@ -125,28 +125,16 @@ pub(crate) async fn connect(
         }
         let tasks: HashMap<String, (u32, u64)> =
             (0u32..).zip(hello.tasks).map(|(i, t)| (t.name, (i, t.fingerprint))).collect();
-        let mut missing: Vec<String> = config
-            .expected
-            .iter()
-            .filter(|expected| !tasks.contains_key(expected.name))
-            .map(|expected| format!("`{}`", expected.name))
-            .collect();
+        let missing =
+            task_names(config.expected.iter().filter(|ours| !tasks.contains_key(ours.name)));
         if !missing.is_empty() {
-            missing.sort();
-            missing.dedup();
             return Err(PoolError::MissingTasks { pid, tasks: missing });
         }
-        let mut conflicts: Vec<String> = polyloop_wire::SCHEMAS
-            .iter()
-            .chain(&config.expected)
-            .filter(|ours| {
+        let conflicts =
+            task_names(polyloop_wire::SCHEMAS.iter().chain(&config.expected).filter(|ours| {
                 tasks.get(ours.name).is_some_and(|&(_, theirs)| theirs != (ours.fingerprint)())
-            })
-            .map(|ours| format!("`{}`", ours.name))
-            .collect();
+            }));
         if !conflicts.is_empty() {
-            conflicts.sort();
-            conflicts.dedup();
             return Err(PoolError::RegistryMismatch { pid, tasks: conflicts });
         }
         frames.set_limits(limits);
@@ -174,6 +162,14 @@ pub(crate) async fn connect(
         proc.kill_and_reap();
     }
     result
+}
+
+/// The names of `schemas`, quoted, sorted and each once, for an error message.
+fn task_names<'a>(schemas: impl Iterator<Item = &'a polyloop_wire::TaskSchema>) -> Vec<String> {
+    let mut names: Vec<String> = schemas.map(|schema| format!("`{}`", schema.name)).collect();
+    names.sort();
+    names.dedup();
+    names
 }
 
 /// What to tell a user whose worker ended before its handshake with `status`: what the status
