@@ -41,6 +41,7 @@ mod scheduler;
 mod shared;
 mod stats;
 mod stream;
+mod supervisor;
 
 pub use builder::{DEFAULT_HEARTBEAT_TIMEOUT, PoolBuilder};
 pub use error::{PoolError, TaskError};

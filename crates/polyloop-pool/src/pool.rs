@@ -107,7 +107,8 @@ impl Pool {
                 let seat = &shared.seats[worker_idx];
                 seat.install(&conn.proc);
                 seat.set_live(&shared.shards[seat.queue_idx], true);
-                let supervisor = crate::driver::supervise(Arc::clone(&shared), worker_idx, conn);
+                let supervisor =
+                    crate::supervisor::supervise(Arc::clone(&shared), worker_idx, conn);
                 match runtime {
                     Some(_) => handle.spawn(supervisor),
                     None => handle.spawn(watch_runtime(Arc::clone(&shared), supervisor)),

@@ -1,105 +1,43 @@
-//! One worker seat's driver: feeds its process from the seat's queue under a credit limit, routes
-//! results back, and replaces the process when it dies or retires.
+//! One worker process's driver: feeds it from its seat's queue, routes its results back, and
+//! when it dies, fails or retries exactly the tasks it held.
+//!
+//! The IO loop lives here; the rules it follows are plain types beside it, each with its tests:
+//! [`flow`] (credit, prefetch, budget and fair share), [`watchdog`] (when a stuck worker is
+//! killed), [`outcome`] (what each caller is told), and the in-flight table ([`InFlight`]).
 
-use std::collections::VecDeque;
+mod flow;
+mod outcome;
+mod watchdog;
+
 use std::os::fd::AsRawFd;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use polyloop_wire::{
-    Outcome, ResultFrame, TaskBatch, ToChild, ToParent, WireError, decode_to_parent, encode_frame,
+    ResultFrame, TaskBatch, ToChild, ToParent, WireError, decode_to_parent, encode_frame,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
-use tracing::Instrument;
 
+use self::flow::{Flow, QueueState};
+use self::outcome::Lost;
+use self::watchdog::Watchdog;
 use crate::TaskError;
-use crate::bytes::SmallBytes;
-use crate::connection::{Connection, connect};
+use crate::connection::Connection;
 use crate::error::Kind;
 use crate::in_flight::InFlight;
-use crate::job::{Job, Output, RawResult, StreamBatch};
+use crate::job::{Job, StreamBatch};
 use crate::queue::Chunk;
 use crate::shared::{Seat, Shard, Shared};
 
-/// How long to wait before starting a worker again after a failed start, doubling up to a cap.
-const RESTART_BACKOFF: Duration = Duration::from_millis(50);
-const RESTART_BACKOFF_MAX: Duration = Duration::from_secs(5);
-
-/// Keeps seat `worker_idx` filled with a live worker until the pool closes.
-pub(crate) async fn supervise(shared: Arc<Shared>, worker_idx: usize, first: Connection) {
-    let seat = &shared.seats[worker_idx];
-    let shard = &shared.shards[seat.queue_idx];
-    // The pool marked the first worker live when it built the seats.
-    let mut next = Some(first);
-    let mut backoff = RESTART_BACKOFF;
-    loop {
-        if next.is_none() && shard.queue.is_closed_and_empty() {
-            return; // The pool closed while this seat had no worker.
-        }
-        let conn = match next.take() {
-            Some(conn) => conn,
-            None => match connect(&shared.config, worker_idx, |proc| seat.install(proc)).await {
-                Ok(conn) => {
-                    backoff = RESTART_BACKOFF;
-                    seat.set_live(shard, true);
-                    conn
-                }
-                Err(err) => {
-                    seat.uninstall();
-                    tracing::error!(worker = worker_idx, error = %err, "could not start worker");
-                    if shard.live.load(Ordering::Acquire) == 0 {
-                        // Nobody serves this queue now: fail what waits rather than let it hang.
-                        let why = format!("no worker could be started for its queue: {err}");
-                        while let Some(chunk) = shard.queue.try_pop() {
-                            for job in chunk {
-                                let name = job.key.name;
-                                shared.resolve(
-                                    job,
-                                    Err(TaskError::new(Kind::WorkerLost, name, why.clone())),
-                                );
-                            }
-                        }
-                    }
-                    // Back off, but not past the pool's closing.
-                    let closed = shared.closed.notified();
-                    if !shard.queue.is_closed_and_empty() {
-                        tokio::select! {
-                            () = tokio::time::sleep(backoff) => {}
-                            () = closed => {}
-                        }
-                    }
-                    backoff = (backoff * 2).min(RESTART_BACKOFF_MAX);
-                    continue;
-                }
-            },
-        };
-        seat.install(&conn.proc);
-        let pid = conn.proc.pid();
-        tracing::debug!(worker = worker_idx, pid, "worker serving");
-        let span = tracing::debug_span!("polyloop_worker", worker = worker_idx, pid);
-        let end = Driver::new(&shared, worker_idx, &conn).run(conn).instrument(span).await;
-        seat.set_live(shard, false);
-        shared.set_listening(worker_idx, false);
-        seat.uninstall();
-        match end {
-            End::Closed => return,
-            End::Recycled => {
-                tracing::debug!(worker = worker_idx, pid, "worker recycled after its task budget");
-                seat.counters.recycles.fetch_add(1, Ordering::Relaxed);
-            }
-            End::Died => {} // Counted by the driver.
-        }
-        if shard.queue.is_closed_and_empty() {
-            return;
-        }
-    }
+/// Serves seat `worker_idx` with the worker on `conn` until it retires or dies.
+pub(crate) async fn serve(shared: &Shared, worker_idx: usize, conn: Connection) -> End {
+    Driver::new(shared, worker_idx, &conn).run(conn).await
 }
 
 /// Why a driver stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum End {
+pub(crate) enum End {
     /// The queue closed and the worker shut down in order.
     Closed,
     /// The worker ran its `max_tasks_per_child` and shut down in order.
@@ -124,7 +62,7 @@ enum Phase {
 
 /// Why a driver killed its worker.
 #[derive(Debug)]
-enum Kill {
+pub(super) enum Kill {
     /// A task ran past its timeout without yielding: that one (if it could be told) is a
     /// timeout; the others the worker held were innocent.
     Overran(Option<u64>),
@@ -148,17 +86,10 @@ struct Driver<'a> {
     pid: u32,
     /// The tasks the worker holds, by wire id.
     in_flight: InFlight<Sent>,
-    n_in_flight: usize,
-    concurrency: usize,
-    /// Tasks the worker may hold beyond its concurrency; adapts within `prefetch_range`.
-    prefetch: usize,
-    prefetch_range: (usize, usize),
-    /// Tasks sent to this process, for `max_tasks_per_child`.
-    sent_total: u64,
+    flow: Flow,
+    watchdog: Watchdog,
     batch: TaskBatch,
     out: Vec<u8>,
-    /// Send order, for the watchdog: (id, sent_at). Entries of answered tasks are skipped.
-    sends: VecDeque<(u64, Instant)>,
     phase: Phase,
     /// The last task looked up in the worker's registry: consecutive tasks are usually alike.
     last_task: Option<(&'static str, u64, u32)>,
@@ -185,40 +116,17 @@ impl<'a> Driver<'a> {
             worker_idx,
             pid: conn.proc.pid(),
             in_flight: InFlight::default(),
-            n_in_flight: 0,
-            concurrency: shared.config.child_concurrency.max(1) as usize,
-            prefetch: shared.config.prefetch_range().0,
-            prefetch_range: shared.config.prefetch_range(),
-            sent_total: 0,
+            flow: Flow::new(
+                shared.config.child_concurrency as usize,
+                shared.config.prefetch_range(),
+                shared.config.max_tasks_per_child,
+            ),
+            watchdog: Watchdog::new(shared.config.task_timeout, shared.config.kill_grace),
             batch: TaskBatch::default(),
             out: Vec::new(),
-            sends: VecDeque::new(),
             phase: Phase::Serving,
             last_task: None,
             unpublished: Unpublished::default(),
-        }
-    }
-
-    fn credit(&self) -> usize {
-        self.concurrency + self.prefetch
-    }
-
-    /// Grows the prefetch while tasks come back within a couple of milliseconds of being sent
-    /// (they are short: bigger batches pay), shrinks it when they take long (they are heavy:
-    /// holding many would starve the other workers).
-    fn adapt_prefetch(&mut self, mean_latency: Duration) {
-        let (min, max) = self.prefetch_range;
-        if mean_latency < Duration::from_millis(2) {
-            self.prefetch = (self.prefetch * 2).clamp(min, max);
-        } else if mean_latency > Duration::from_millis(20) {
-            self.prefetch = (self.prefetch / 2).clamp(min, max);
-        }
-    }
-
-    fn budget_left(&self) -> u64 {
-        match self.shared.config.max_tasks_per_child {
-            0 => u64::MAX,
-            max => max.saturating_sub(self.sent_total),
         }
     }
 
@@ -228,11 +136,11 @@ impl<'a> Driver<'a> {
         let mut next_check = std::pin::pin!(tokio::time::sleep(beat_period));
         loop {
             self.publish();
-            if matches!(self.phase, Phase::Serving) && self.budget_left() == 0 {
+            if matches!(self.phase, Phase::Serving) && self.flow.budget_left() == 0 {
                 self.phase = Phase::Retiring { closed: false };
             }
             if let Phase::Retiring { closed } = self.phase
-                && self.n_in_flight == 0
+                && self.flow.in_flight() == 0
             {
                 // Out of budget, or the pool is closing and our queue is empty: stop in order.
                 self.phase = Phase::ShuttingDown { closed };
@@ -241,10 +149,10 @@ impl<'a> Driver<'a> {
                 let _ = conn.writer.write_all(&self.out).await;
                 self.out.clear();
             }
-            let able = matches!(self.phase, Phase::Serving) && self.n_in_flight < self.credit();
+            let able = matches!(self.phase, Phase::Serving) && self.flow.has_credit();
             let can_take = able && !self.over_share();
             self.shared.set_listening(self.worker_idx, can_take);
-            if self.n_in_flight > 0 && self.busy_poll(&mut conn).await {
+            if self.flow.in_flight() > 0 && self.busy_poll(&mut conn).await {
                 continue;
             }
             let deadline = self.next_deadline();
@@ -256,7 +164,7 @@ impl<'a> Driver<'a> {
                     _ => {
                         let status = conn.proc.reap(self.shared.config.kill_grace).await;
                         if let Phase::ShuttingDown { closed } = self.phase
-                            && self.n_in_flight == 0
+                            && self.flow.in_flight() == 0
                         {
                             self.publish();
                             return if closed { End::Closed } else { End::Recycled };
@@ -277,7 +185,7 @@ impl<'a> Driver<'a> {
                         let now = Instant::now();
                         self.take_chunk(chunk, &conn, now);
                         // More chunks, while there is room for them (e.g. several small submits).
-                        while self.n_in_flight < self.credit() && self.budget_left() > 0 && !self.over_share() {
+                        while self.flow.has_credit() && self.flow.budget_left() > 0 && !self.over_share() {
                             let Some(chunk) = self.shard.queue.try_pop() else { break };
                             self.take_chunk(chunk, &conn, now);
                         }
@@ -345,7 +253,7 @@ impl<'a> Driver<'a> {
             let idle =
                 n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::WouldBlock;
             // Stop polling as soon as there is more work to send.
-            let more_work = self.shard.queue.len() > 0 && self.n_in_flight < self.credit();
+            let more_work = self.shard.queue.len() > 0 && self.flow.has_credit();
             if !idle || more_work || started.elapsed() >= window {
                 return false;
             }
@@ -394,57 +302,23 @@ impl<'a> Driver<'a> {
         }
         self.batch.push(self.in_flight.next_id(), index, &job.input);
         let id = self.in_flight.insert(Sent { job, sent_at: now, cancel_sent: false });
-        if self.shared.config.task_timeout.is_some() {
-            self.sends.push_back((id, now));
-        }
-        self.n_in_flight += 1;
-        self.sent_total += 1;
+        self.watchdog.handle_sent(id, now);
+        self.flow.handle_sent();
     }
 
-    /// Whether another worker of this queue listens to it and has room for more work.
-    fn others_listening(&self) -> bool {
-        let min_credit = self.concurrency + self.prefetch_range.0;
-        self.queue_peers().any(|seat| {
-            seat.listening.load(Ordering::SeqCst)
-                && (seat.counters.in_flight.load(Ordering::Relaxed) as usize) < min_credit
-        })
-    }
-
-    /// The other seats serving this seat's queue.
-    fn queue_peers(&self) -> impl Iterator<Item = &'a Seat> + 'a {
-        self.shared.queue_peers(self.worker_idx)
-    }
-
-    /// This worker's even share of the work of its queue (queued, `in_hand` and in flight on
-    /// every worker).
-    fn share(&self, in_hand: usize) -> usize {
-        let total = self.shard.queue.len() + in_hand + self.shard.in_flight.load(Ordering::Relaxed);
-        total.div_ceil(self.shard.live.load(Ordering::Acquire).max(1))
-    }
-
-    /// Whether this worker holds its share already while another that listens could start
-    /// work: then it leaves the queue to that one, so CPU-bound work spreads. (A worker with
-    /// nothing in flight always listens; one that defers is woken when the others stop.)
+    /// Whether this worker holds its share already while another could start work.
     fn over_share(&self) -> bool {
-        self.n_in_flight > 0 && self.n_in_flight >= self.share(0) && self.others_listening()
+        self.flow.over_share(&self.queue_state())
     }
 
-    /// How many tasks to take now, with `in_hand` popped from the queue: this worker's free
-    /// credit and remaining budget, and, while another worker could start work, no more than its
-    /// share. Always at least one.
-    fn room(&self, in_hand: usize) -> usize {
-        let credit = self.credit().saturating_sub(self.n_in_flight);
-        let budget = usize::try_from(self.budget_left()).unwrap_or(usize::MAX);
-        let share = match self.others_listening() {
-            true => self.share(in_hand).saturating_sub(self.n_in_flight),
-            false => usize::MAX,
-        };
-        credit.min(budget).min(share).max(1)
+    /// What this worker can see of its queue and the other workers that serve it.
+    fn queue_state(&self) -> SeatView<'a> {
+        SeatView { shared: self.shared, shard: self.shard, worker_idx: self.worker_idx }
     }
 
     /// Takes what `room` allows from the front of `jobs` and puts the rest back.
     fn take_chunk(&mut self, mut jobs: Chunk, conn: &Connection, now: Instant) {
-        for _ in 0..self.room(jobs.len()) {
+        for _ in 0..self.flow.room(&self.queue_state(), jobs.len()) {
             let Some(job) = jobs.pop_front() else { break };
             self.take(job, conn, now);
         }
@@ -496,7 +370,7 @@ impl<'a> Driver<'a> {
                     batch.flush();
                     completed?;
                     if n > 0 {
-                        self.adapt_prefetch(latency / n as u32);
+                        self.flow.handle_latency(latency / n as u32);
                     }
                 }
                 ToParent::Hello(_) => return Err(WireError::Unexpected("a second handshake")),
@@ -517,35 +391,14 @@ impl<'a> Driver<'a> {
         let Some(in_flight) = self.in_flight.remove(result.id) else {
             return Err(WireError::Unexpected("a result for a task it does not hold"));
         };
-        self.release();
-        let task = in_flight.job.key.name;
-        let raw: RawResult = match result.outcome {
-            Outcome::Ok(bytes) if SmallBytes::fits_inline(bytes.len()) => {
-                Ok(Output::Encoded(SmallBytes::copy_from(bytes)))
-            }
-            Outcome::Ok(bytes) => {
-                (in_flight.job.key.decode)(task, bytes, self.shared.config.max_nesting)
-            }
-            Outcome::Failed(remote) => Err(TaskError::failed(task, remote)),
-            Outcome::Panicked(msg) => Err(TaskError::new(Kind::Panic, task, msg)),
-            Outcome::TimedOut => {
-                let timeout = self.shared.config.task_timeout.unwrap_or_default();
-                Err(TaskError::new(
-                    Kind::Timeout,
-                    task,
-                    format!("ran longer than {timeout:?} and was cancelled"),
-                ))
-            }
-            Outcome::Cancelled => {
-                Err(TaskError::new(Kind::Cancelled, task, "cancelled in its worker"))
-            }
-            Outcome::Serialization(msg) => Err(TaskError::new(Kind::Serialization, task, msg)),
-            Outcome::UnknownTask(index) => Err(TaskError::new(
-                Kind::UnknownTask,
-                task,
-                format!("the worker has no task {index}"),
-            )),
-        };
+        self.flow.handle_answered();
+        let config = &self.shared.config;
+        let raw = outcome::task_result(
+            &in_flight.job.key,
+            result.outcome,
+            config.max_nesting,
+            config.task_timeout,
+        );
         match raw.is_ok() {
             true => self.unpublished.done += 1,
             false => self.unpublished.failed += 1,
@@ -555,14 +408,10 @@ impl<'a> Driver<'a> {
         Ok(now.saturating_duration_since(in_flight.sent_at))
     }
 
-    fn release(&mut self) {
-        self.n_in_flight -= 1;
-    }
-
     /// Makes this driver's counts visible to the pool (stats, schedulers, other drivers, close):
     /// once per wake-up, not once per task, since the atomics are shared between threads.
     fn publish(&mut self) {
-        let in_flight = self.n_in_flight;
+        let in_flight = self.flow.in_flight();
         if in_flight != self.unpublished.in_flight {
             let (was, now) = (self.unpublished.in_flight, in_flight);
             match now > was {
@@ -604,30 +453,25 @@ impl<'a> Driver<'a> {
         }
     }
 
-    /// When the oldest unanswered task will have overrun its timeout by so much that its worker
-    /// must be stuck: twice the timeout (it may have waited for a free place in the worker for up
-    /// to one timeout) plus the grace period.
+    /// When the worker is overdue in its oldest unanswered task (see [`Watchdog`]); `None`
+    /// once this driver killed it.
     fn next_deadline(&mut self) -> Option<Instant> {
-        let timeout = self.shared.config.task_timeout?;
+        self.overdue().map(|(_, deadline)| deadline)
+    }
+
+    /// The oldest unanswered task and when the worker is overdue in it.
+    fn overdue(&mut self) -> Option<(u64, Instant)> {
         if self.killed() {
             return None;
         }
-        while let Some(&(id, sent_at)) = self.sends.front() {
-            match self.in_flight.get(id) {
-                Some(_) => return Some(sent_at + 2 * timeout + self.shared.config.kill_grace),
-                None => {
-                    self.sends.pop_front();
-                }
-            }
-        }
-        None
+        let in_flight = &self.in_flight;
+        self.watchdog.poll_oldest(|id| in_flight.get(id).is_some())
     }
 
     /// The oldest unanswered task passed its deadline: the worker is stuck in it. Kills the
     /// worker and remembers that task as the one to blame.
     fn kill_for_timeout(&mut self, conn: &Connection) {
-        // `next_deadline` leaves the oldest live task at the front.
-        let overran = self.next_deadline().and(self.sends.front().map(|&(id, _)| id));
+        let overran = self.overdue().map(|(id, _)| id);
         let task = overran.and_then(|id| self.in_flight.get(id)).map(|sent| sent.job.key.name);
         tracing::warn!(
             task,
@@ -652,34 +496,27 @@ impl<'a> Driver<'a> {
 
     /// The worker is gone: its tasks are queued again if they have retries left, else failed.
     fn fail_all(&mut self, status: &str) {
-        let timeout = self.shared.config.task_timeout.unwrap_or_default();
-        let (idx, pid) = (self.worker_idx, self.pid);
-        let (reason, overran) = match &self.phase {
-            Phase::Killed(Kill::Broken(why)) => {
-                (format!("worker {idx} (pid {pid}) was killed because {why}"), None)
-            }
-            Phase::Killed(Kill::Overran(overran)) => (
-                format!(
-                    "worker {idx} (pid {pid}) was killed ({status}) because another of its tasks \
-                     ran longer than {timeout:?} without yielding"
-                ),
-                *overran,
-            ),
-            _ => (format!("worker {idx} (pid {pid}) died: {status}"), None),
+        let lost = Lost {
+            worker: self.worker_idx,
+            pid: self.pid,
+            status,
+            task_timeout: self.shared.config.task_timeout,
         };
-        tracing::warn!(status, tasks = self.n_in_flight, why = %reason, "worker lost");
+        let (kill, overran) = match &self.phase {
+            Phase::Killed(kill @ Kill::Overran(overran)) => (Some(kill), *overran),
+            Phase::Killed(kill) => (Some(kill), None),
+            _ => (None, None),
+        };
+        let reason = lost.reason(kill);
+        tracing::warn!(status, tasks = self.flow.in_flight(), why = %reason, "worker lost");
         let mut retry = Vec::new();
         // In the order they were sent, so retried tasks queue again in their order.
         for (id, Sent { mut job, .. }) in self.in_flight.drain() {
-            self.release();
+            self.flow.handle_answered();
             let name = job.key.name;
             if overran == Some(id) {
                 self.seat.counters.failed.fetch_add(1, Ordering::Relaxed);
-                let msg = format!(
-                    "ran longer than {timeout:?} without yielding; worker {idx} (pid {pid}) was \
-                     killed"
-                );
-                self.shared.resolve(job, Err(TaskError::new(Kind::Timeout, name, msg)));
+                self.shared.resolve(job, Err(lost.overran(name)));
             } else if job.retries < self.shared.config.retries && !job.reply.is_closed() {
                 job.retries += 1;
                 tracing::debug!(task = name, attempt = job.retries, "task retried");
@@ -691,7 +528,7 @@ impl<'a> Driver<'a> {
                     .resolve(job, Err(TaskError::new(Kind::WorkerLost, name, reason.clone())));
             }
         }
-        self.sends.clear();
+        self.watchdog.clear();
         self.shared.requeue(self.seat.queue_idx, retry, Kind::Cancelled, "the pool was dropped");
     }
 }
@@ -712,5 +549,33 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
+    }
+}
+
+/// A driver's view of its queue, read from the shared state when a rule asks.
+struct SeatView<'a> {
+    shared: &'a Shared,
+    shard: &'a Shard,
+    worker_idx: usize,
+}
+
+impl QueueState for SeatView<'_> {
+    fn queued(&self) -> usize {
+        self.shard.queue.len()
+    }
+
+    fn in_flight(&self) -> usize {
+        self.shard.in_flight.load(Ordering::Relaxed)
+    }
+
+    fn live(&self) -> usize {
+        self.shard.live.load(Ordering::Acquire)
+    }
+
+    fn others_listening(&self, min_credit: usize) -> bool {
+        self.shared.queue_peers(self.worker_idx).any(|seat| {
+            seat.listening.load(Ordering::SeqCst)
+                && (seat.counters.in_flight.load(Ordering::Relaxed) as usize) < min_credit
+        })
     }
 }
