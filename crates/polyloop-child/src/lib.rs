@@ -40,6 +40,7 @@
 //! # });
 //! ```
 
+mod chunk;
 mod panic;
 mod process;
 mod registry;

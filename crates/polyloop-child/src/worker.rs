@@ -8,16 +8,17 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use polyloop_wire::{
-    FrameBuffer, Hello, Limits, Outcome, PROTOCOL_VERSION, RemoteError, ResultBatch, ToChild,
-    ToParent, Welcome, WireError, WorkerExit, decode_to_child, encode_frame,
+    ChunkFrame, ChunkInputs, FrameBuffer, Hello, Limits, Outcome, PROTOCOL_VERSION, RemoteError,
+    ResultBatch, ToChild, ToParent, Welcome, WireError, WorkerExit, decode_to_child, encode_frame,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::AbortHandle;
 
 use crate::Registry;
+use crate::chunk::{Finished, Parts};
 use crate::panic::CatchUnwind;
-use crate::registry::{Failure, RunningTask};
+use crate::registry::{Failure, RunningTask, TaskEntry};
 
 /// How long the reader may run tasks' first polls back to back before it lets the writer (and
 /// the other tasks) run.
@@ -265,6 +266,34 @@ where
                         state.running.insert(task.id, handle.abort_handle());
                     }
                 }
+                ToChild::Chunk(chunk) => {
+                    if last_id.is_some_and(|last| chunk.id <= last) {
+                        return Err(WireError::Unexpected("a task id not above the last").into());
+                    }
+                    last_id = Some(chunk.id);
+                    let Some(entry) = registry.entry(chunk.task) else {
+                        shared.push_locked(
+                            &mut shared.lock(),
+                            chunk.id,
+                            &Outcome::UnknownTask(chunk.task),
+                        );
+                        continue;
+                    };
+                    // Checked whole before any of it runs: a malformed chunk is a broken parent.
+                    if let Some(Err(err)) =
+                        ChunkInputs::new(chunk.inputs, chunk.count).find(Result::is_err)
+                    {
+                        return Err(err.into());
+                    }
+                    let run = ChunkRun {
+                        entry,
+                        max_nesting: config.max_nesting,
+                        timeout,
+                        parts: Parts::new(limits.max_frame_len),
+                    };
+                    let inline = inline_first_poll && permits.available_permits() > 0;
+                    start_chunk(chunk, run, inline, &shared, &permits).await;
+                }
                 ToChild::Cancel(ids) => {
                     let mut state = shared.lock();
                     for id in ids {
@@ -349,9 +378,163 @@ async fn run_one(
     }
 }
 
-/// How a task's future ended: done (its output is in the task) or failed, or the message of its
-/// panic.
-type Finished = Result<Result<(), Failure>, String>;
+/// What running a chunk needs besides its inputs.
+struct ChunkRun {
+    entry: &'static TaskEntry,
+    max_nesting: u32,
+    timeout: Option<Duration>,
+    parts: Parts,
+}
+
+impl ChunkRun {
+    /// Decodes and starts one input's task; `None` if it could not start (its outcome says why).
+    fn start(&mut self, input: &[u8]) -> Option<CatchUnwind<crate::TaskFuture>> {
+        match (self.entry.run)(input, self.max_nesting) {
+            Ok(future) => Some(CatchUnwind::new(future)),
+            Err(msg) => {
+                self.parts.push(&Outcome::Serialization(msg));
+                None
+            }
+        }
+    }
+
+    /// Sends the parts made so far for chunk `id`, unless it was cancelled (then `false`).
+    fn send_parts(&mut self, shared: &Shared, id: u64, registered: bool) -> bool {
+        let mut state = shared.lock();
+        if registered && !state.running.contains_key(&id) {
+            return false;
+        }
+        for part in self.parts.take() {
+            shared.push_locked(&mut state, id, &Outcome::Part(&part));
+        }
+        true
+    }
+}
+
+/// Runs a chunk's inputs in order. On the reader (`inline`) for as long as each finishes on its
+/// first poll, as single tasks do; the rest, from the first input that has to wait, in a task of
+/// its own that holds one concurrency permit for the chunk.
+async fn start_chunk(
+    chunk: ChunkFrame<'_>,
+    mut run: ChunkRun,
+    inline: bool,
+    shared: &Arc<Shared>,
+    permits: &Arc<Semaphore>,
+) {
+    let mut inputs = ChunkInputs::new(chunk.inputs, chunk.count);
+    let mut waiting = None;
+    if inline {
+        let waker = std::future::poll_fn(|cx| Poll::Ready(cx.waker().clone())).await;
+        let mut last_yield = coarse_now();
+        // Checked by the caller: every input reads.
+        while let Some(Ok(input)) = inputs.next() {
+            let Some(mut caught) = run.start(input) else { continue };
+            // The context is a temporary: it must not live across the yield.
+            match Pin::new(&mut caught).poll(&mut Context::from_waker(&waker)) {
+                Poll::Ready(finished) => {
+                    run.parts.push_finished(caught.get_ref().as_ref().get_ref(), finished);
+                }
+                Poll::Pending => {
+                    waiting = Some(caught);
+                    break;
+                }
+            }
+            if coarse_now().saturating_sub(last_yield) > YIELD_AFTER {
+                run.send_parts(shared, chunk.id, false);
+                tokio::task::yield_now().await;
+                last_yield = coarse_now();
+            }
+        }
+        run.send_parts(shared, chunk.id, false);
+        if waiting.is_none() && inputs.left() == 0 {
+            return;
+        }
+    }
+    // What is left runs on its own; its inputs are copied out of the frame.
+    let (rest, left) = (inputs.rest().to_vec(), inputs.left());
+    let permit = Arc::clone(permits).try_acquire_owned().ok();
+    let mut state = shared.lock();
+    let handle = tokio::spawn(run_chunk(
+        chunk.id,
+        run,
+        waiting,
+        (rest, left),
+        permit,
+        Arc::clone(shared),
+        Arc::clone(permits),
+    ));
+    // Inserted under the lock the chunk needs to report, so its parts always find its entry.
+    state.running.insert(chunk.id, handle.abort_handle());
+}
+
+/// Runs the rest of a chunk: the input that was waiting (if any), then `rest`'s `left` inputs.
+async fn run_chunk(
+    id: u64,
+    mut run: ChunkRun,
+    waiting: Option<CatchUnwind<crate::TaskFuture>>,
+    (rest, left): (Vec<u8>, u32),
+    permit: Option<OwnedSemaphorePermit>,
+    shared: Arc<Shared>,
+    permits: Arc<Semaphore>,
+) {
+    // The semaphore is never closed, so acquiring only waits.
+    let _permit = match permit {
+        Some(permit) => Some(permit),
+        None => permits.acquire_owned().await.ok(),
+    };
+    let timeout = run.timeout;
+    let mut last_yield = coarse_now();
+    let mut inputs = ChunkInputs::new(&rest, left);
+    let mut next = waiting;
+    loop {
+        let mut caught = match next.take() {
+            Some(caught) => caught,
+            // Checked by the reader: every input reads.
+            None => match inputs.next() {
+                Some(Ok(input)) => match run.start(input) {
+                    Some(caught) => caught,
+                    None => continue,
+                },
+                _ => break,
+            },
+        };
+        let polled = std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut caught).poll(cx))).await;
+        let finished = match polled {
+            Poll::Ready(finished) => Some(finished),
+            Poll::Pending => {
+                // Send what is done before waiting on this one.
+                if !run.send_parts(&shared, id, true) {
+                    return;
+                }
+                match timeout {
+                    Some(limit) => tokio::time::timeout(limit, &mut caught).await.ok(),
+                    None => Some((&mut caught).await),
+                }
+            }
+        };
+        match finished {
+            Some(finished) => {
+                run.parts.push_finished(caught.get_ref().as_ref().get_ref(), finished)
+            }
+            None => run.parts.push(&Outcome::TimedOut),
+        }
+        if coarse_now().saturating_sub(last_yield) > YIELD_AFTER {
+            if !run.send_parts(&shared, id, true) {
+                return;
+            }
+            tokio::task::yield_now().await;
+            last_yield = coarse_now();
+        }
+    }
+    let mut state = shared.lock();
+    // Only if it was not cancelled meanwhile: the canceller reported it.
+    if state.running.remove(&id).is_none() {
+        return;
+    }
+    for part in run.parts.take() {
+        shared.push_locked(&mut state, id, &Outcome::Part(&part));
+    }
+}
 
 /// State shared by the reader, the tasks and the writer.
 struct Shared {
@@ -467,6 +650,7 @@ fn outcome_size_hint(outcome: &Outcome<'_>) -> usize {
                 err.message.len() + err.chain.iter().map(|s| s.len() + 8).sum::<usize>()
             }
             Outcome::Panicked(msg) | Outcome::Serialization(msg) => msg.len(),
+            Outcome::Part(bytes) => bytes.len(),
             Outcome::TimedOut | Outcome::Cancelled | Outcome::UnknownTask(_) => 0,
         }
 }

@@ -116,6 +116,43 @@ impl TaskError {
         self.input
     }
 
+    /// The same error again, for each of several tasks that failed for one reason.
+    pub(crate) fn duplicate(&self) -> Self {
+        TaskError {
+            kind: self.kind,
+            task: self.task,
+            message: self.message.clone(),
+            source: self.source.clone(),
+            input: self.input,
+        }
+    }
+
+    /// The error a worker's outcome for a task means; `None` for the outcomes that are not
+    /// errors (`Ok`, and a chunk's `Part`).
+    pub(crate) fn from_outcome(
+        task: &'static str,
+        outcome: polyloop_wire::Outcome<'_>,
+        task_timeout: Option<std::time::Duration>,
+    ) -> Option<Self> {
+        use polyloop_wire::Outcome;
+        Some(match outcome {
+            Outcome::Ok(_) | Outcome::Part(_) => return None,
+            Outcome::Failed(remote) => TaskError::failed(task, remote),
+            Outcome::Panicked(msg) => TaskError::new(Kind::Panic, task, msg),
+            Outcome::TimedOut => {
+                let timeout = task_timeout.unwrap_or_default();
+                let msg = format!("ran longer than {timeout:?} and was cancelled");
+                TaskError::new(Kind::Timeout, task, msg)
+            }
+            Outcome::Cancelled => TaskError::new(Kind::Cancelled, task, "cancelled in its worker"),
+            Outcome::Serialization(msg) => TaskError::new(Kind::Serialization, task, msg),
+            Outcome::UnknownTask(index) => {
+                let msg = format!("the worker has no task {index}");
+                TaskError::new(Kind::UnknownTask, task, msg)
+            }
+        })
+    }
+
     pub(crate) fn with_input(mut self, index: u64) -> Self {
         self.input = Some(index);
         self
@@ -163,7 +200,7 @@ impl std::error::Error for TaskError {
 }
 
 /// One link of a remote error's source chain.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct RemoteCause {
     message: String,
     next: Option<Box<RemoteCause>>,

@@ -40,6 +40,11 @@ impl<T> InFlight<T> {
         self.tasks.get(&id)
     }
 
+    /// The task sent with `id`, to update, if it is still in flight.
+    pub(crate) fn get_mut(&mut self, id: u64) -> Option<&mut T> {
+        self.tasks.get_mut(&id)
+    }
+
     /// Takes the task sent with `id` out: `None` if no task with that id is in flight (it was
     /// answered already, or never sent).
     pub(crate) fn remove(&mut self, id: u64) -> Option<T> {

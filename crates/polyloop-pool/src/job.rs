@@ -19,6 +19,19 @@ use crate::TaskError;
 pub(crate) enum Output {
     Encoded(SmallBytes),
     Decoded(Box<dyn Any + Send>),
+    /// The next outcomes of a chunk, for the stream to decode one by one.
+    Part(Part),
+}
+
+/// Outcomes of consecutive inputs of a map, as a worker encoded them (checked by the driver):
+/// the stream decodes each when it yields it.
+#[derive(Debug)]
+pub(crate) struct Part {
+    /// `count` encoded outcomes, back to back.
+    pub(crate) outcomes: Vec<u8>,
+    pub(crate) count: u32,
+    /// The position of the first outcome that is an error, for a fail-fast map.
+    pub(crate) first_error: Option<u32>,
 }
 
 impl std::fmt::Debug for Output {
@@ -26,6 +39,7 @@ impl std::fmt::Debug for Output {
         match self {
             Output::Encoded(bytes) => write!(f, "Encoded({bytes:?})"),
             Output::Decoded(_) => f.write_str("Decoded(..)"),
+            Output::Part(part) => write!(f, "Part({} outcomes)", part.count),
         }
     }
 }
@@ -93,6 +107,22 @@ pub(crate) struct TaskKey {
     pub(crate) decode: fn(&'static str, &[u8], u32) -> RawResult,
 }
 
+impl TaskKey {
+    /// The key of task `T`.
+    pub(crate) fn of<T: polyloop_wire::TaskSpec>() -> Self {
+        TaskKey { name: T::NAME, fingerprint: T::fingerprint(), decode: decode::<T::Output> }
+    }
+}
+
+/// Why `input` of task `T` could not be sent: it failed to serialize with `err`.
+pub(crate) fn input_error<T: polyloop_wire::TaskSpec>(
+    input: &T::Input,
+    err: &postcard::Error,
+) -> TaskError {
+    let reason = polyloop_wire::serialize_failure(input).unwrap_or_else(|| err.to_string());
+    TaskError::new(Kind::Serialization, T::NAME, format!("input failed to serialize: {reason}"))
+}
+
 impl std::fmt::Debug for TaskKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TaskKey").field("name", &self.name).finish_non_exhaustive()
@@ -106,6 +136,21 @@ pub(crate) fn decode<O: DeserializeOwned + Send + 'static>(
     max_nesting: u32,
 ) -> RawResult {
     decode_as::<O>(task, bytes, max_nesting).map(|output| Output::Decoded(Box::new(output)))
+}
+
+/// The output of type `O` that `outcome` (one of a part's) carries, or its error.
+pub(crate) fn take_outcome<O: DeserializeOwned>(
+    task: &'static str,
+    outcome: polyloop_wire::Outcome<'_>,
+    max_nesting: u32,
+    task_timeout: Option<std::time::Duration>,
+) -> Result<O, TaskError> {
+    match outcome {
+        polyloop_wire::Outcome::Ok(bytes) => decode_as::<O>(task, bytes, max_nesting),
+        outcome => Err(TaskError::from_outcome(task, outcome, task_timeout).unwrap_or_else(|| {
+            TaskError::new(Kind::Serialization, task, "a part inside a part (a polyloop bug)")
+        })),
+    }
 }
 
 /// Decodes an output of type `O`, which must use every byte and nest at most `max_nesting`
@@ -139,6 +184,11 @@ pub(crate) fn take<O: DeserializeOwned + 'static>(
 ) -> Result<O, TaskError> {
     match result? {
         Output::Encoded(bytes) => decode_as::<O>(task, &bytes, max_nesting),
+        Output::Part(_) => Err(TaskError::new(
+            Kind::Serialization,
+            task,
+            "a chunk's outcomes where one output was expected (a polyloop bug)",
+        )),
         Output::Decoded(output) => output.downcast::<O>().map(|output| *output).map_err(|_| {
             TaskError::new(
                 Kind::Serialization,
@@ -149,14 +199,94 @@ pub(crate) fn take<O: DeserializeOwned + 'static>(
     }
 }
 
-/// One task on its way through the pool.
+/// One task, or consecutive inputs of one map, on its way through the pool.
 #[derive(Debug)]
 pub(crate) struct Job {
     pub(crate) key: TaskKey,
-    pub(crate) input: SmallBytes,
+    pub(crate) input: Input,
     pub(crate) reply: Reply,
     /// Times the task was lost with its worker and queued again.
     pub(crate) retries: u32,
+}
+
+/// What a job runs on.
+#[derive(Debug)]
+pub(crate) enum Input {
+    /// One task's encoded input.
+    One(SmallBytes),
+    /// Consecutive inputs of a map stream (its reply is a [`Reply::Stream`] with the first's
+    /// sequence number): the driver sends them as chunks or one by one.
+    Many(Inputs),
+}
+
+/// Consecutive inputs of one map, encoded once into a buffer that the parts a driver splits
+/// them into share. Never empty.
+#[derive(Debug)]
+pub(crate) struct Inputs {
+    buf: Arc<InputBuf>,
+    start: usize,
+    end: usize,
+}
+
+/// Inputs encoded back to back, each as [`polyloop_wire::push_input`] writes it.
+#[derive(Debug, Default)]
+pub(crate) struct InputBuf {
+    bytes: Vec<u8>,
+    /// Where each input ends in `bytes`.
+    ends: Vec<usize>,
+}
+
+impl InputBuf {
+    /// Appends one encoded input.
+    pub(crate) fn push(&mut self, input: &[u8]) {
+        polyloop_wire::push_input(&mut self.bytes, input);
+        self.ends.push(self.bytes.len());
+    }
+
+    /// All the inputs pushed, to be sent; `None` if there are none.
+    pub(crate) fn finish(self) -> Option<Inputs> {
+        let end = self.ends.len();
+        (end > 0).then(|| Inputs { buf: Arc::new(self), start: 0, end })
+    }
+}
+
+impl Inputs {
+    pub(crate) fn len(&self) -> usize {
+        self.end - self.start
+    }
+
+    fn offset(&self, idx: usize) -> usize {
+        idx.checked_sub(1).map_or(0, |before| self.buf.ends[before])
+    }
+
+    /// The inputs as a chunk carries them.
+    pub(crate) fn wire_bytes(&self) -> &[u8] {
+        &self.buf.bytes[self.offset(self.start)..self.offset(self.end)]
+    }
+
+    /// The first input's own encoding (without its length).
+    pub(crate) fn first(&self) -> &[u8] {
+        let entry = &self.buf.bytes[self.offset(self.start)..self.offset(self.start + 1)];
+        // Cannot fail: the buffer holds what `push` wrote.
+        polyloop_wire::ChunkInputs::new(entry, 1).next().and_then(Result::ok).unwrap_or_default()
+    }
+
+    /// Takes the first `n` inputs (at least one, at most all but one) off the front.
+    fn split_front(&mut self, n: usize) -> Inputs {
+        debug_assert!(n > 0 && n < self.len(), "split {n} of {}", self.len());
+        let front = Inputs { buf: Arc::clone(&self.buf), start: self.start, end: self.start + n };
+        self.start += n;
+        front
+    }
+
+    /// How many inputs from the front, at most `max` and at least one, fit in `max_bytes` as a
+    /// chunk carries them.
+    pub(crate) fn fitting(&self, max: usize, max_bytes: usize) -> usize {
+        let limit = self.offset(self.start) + max_bytes;
+        let max_end = self.end.min(self.start + max.max(1));
+        let fit = self.buf.ends[self.start..max_end].partition_point(|&end| end <= limit);
+        fit.max(1)
+    }
 }
 
 /// Where a result goes.
@@ -193,8 +323,67 @@ impl Reply {
 }
 
 impl Job {
+    /// How many tasks the job is.
+    pub(crate) fn len(&self) -> usize {
+        match &self.input {
+            Input::One(_) => 1,
+            Input::Many(inputs) => inputs.len(),
+        }
+    }
+
+    /// Takes the first `n` tasks (at least one, fewer than all) off the front of a job of many.
+    pub(crate) fn split_front(&mut self, n: usize) -> Job {
+        let (Input::Many(inputs), Reply::Stream { tx, seq }) = (&mut self.input, &mut self.reply)
+        else {
+            unreachable!("only a job of many inputs splits, and it replies to a stream");
+        };
+        let front = Reply::Stream { tx: Arc::clone(tx), seq: *seq };
+        *seq += n as u64;
+        Job {
+            key: self.key,
+            input: Input::Many(inputs.split_front(n)),
+            reply: front,
+            retries: self.retries,
+        }
+    }
+
+    /// A job of one input, as a single task: a job of many with one input left becomes one.
+    pub(crate) fn into_one(self) -> Job {
+        match self.input {
+            Input::Many(inputs) => {
+                debug_assert_eq!(inputs.len(), 1);
+                let input = Input::One(SmallBytes::copy_from(inputs.first()));
+                Job { key: self.key, input, reply: self.reply, retries: self.retries }
+            }
+            Input::One(_) => self,
+        }
+    }
+
+    /// Drops the first `n` tasks of a job of many, whose results were delivered already.
+    pub(crate) fn skip_front(&mut self, n: usize) {
+        if n > 0 {
+            drop(self.split_front(n));
+        }
+    }
+
+    /// Hands over the job's result; an error of a job of many is each of its tasks' error.
     pub(crate) fn resolve(self, result: RawResult) {
-        self.reply.send(result);
+        match (self.input, self.reply, result) {
+            (Input::Many(inputs), Reply::Stream { tx, seq }, Err(err)) if inputs.len() > 1 => {
+                let sink = Arc::clone(&tx);
+                let n = inputs.len() as u64;
+                let mut results: Vec<StreamResult> = (1..n)
+                    .map(|i| StreamResult {
+                        seq: seq + i,
+                        result: Err(err.duplicate()),
+                        _tx: Arc::clone(&tx),
+                    })
+                    .collect();
+                results.push(StreamResult { seq, result: Err(err), _tx: tx });
+                sink.send(results);
+            }
+            (_, reply, result) => reply.send(result),
+        }
     }
 }
 

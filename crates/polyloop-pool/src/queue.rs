@@ -1,4 +1,4 @@
-//! A shard's queue: chunks of jobs on an async channel, with a count of the jobs inside.
+//! A shard's queue: chunks of jobs on an async channel, with a count of the tasks inside.
 //!
 //! Jobs travel in chunks (a map submits everything its window allows as one), so the channel's
 //! cost (a lock and a wake-up) is paid per chunk, not per task. A driver takes what it has credit
@@ -14,11 +14,16 @@ use crate::job::Job;
 /// without moving it.
 pub(crate) type Chunk = VecDeque<Job>;
 
+/// The tasks in a chunk: a job may be many.
+pub(crate) fn tasks(chunk: &Chunk) -> usize {
+    chunk.iter().map(Job::len).sum()
+}
+
 #[derive(Debug)]
 pub(crate) struct Queue {
     tx: async_channel::Sender<Chunk>,
     rx: async_channel::Receiver<Chunk>,
-    /// Jobs (not chunks) in the channel.
+    /// Tasks (not jobs or chunks) in the channel.
     queued: AtomicUsize,
 }
 
@@ -30,7 +35,7 @@ impl Queue {
 
     /// Queues a chunk; hands it back if the queue is closed.
     pub(crate) fn push(&self, chunk: Chunk) -> Result<(), Chunk> {
-        let n = chunk.len();
+        let n = tasks(&chunk);
         self.queued.fetch_add(n, Ordering::Relaxed);
         self.tx.try_send(chunk).map_err(|err| {
             self.queued.fetch_sub(n, Ordering::Relaxed);
@@ -41,18 +46,18 @@ impl Queue {
     /// The next chunk; `None` once the queue is closed and empty.
     pub(crate) async fn pop(&self) -> Option<Chunk> {
         let chunk = self.rx.recv().await.ok()?;
-        self.queued.fetch_sub(chunk.len(), Ordering::Relaxed);
+        self.queued.fetch_sub(tasks(&chunk), Ordering::Relaxed);
         Some(chunk)
     }
 
     /// The next chunk if one is queued.
     pub(crate) fn try_pop(&self) -> Option<Chunk> {
         let chunk = self.rx.try_recv().ok()?;
-        self.queued.fetch_sub(chunk.len(), Ordering::Relaxed);
+        self.queued.fetch_sub(tasks(&chunk), Ordering::Relaxed);
         Some(chunk)
     }
 
-    /// Jobs waiting.
+    /// Tasks waiting.
     pub(crate) fn len(&self) -> usize {
         self.queued.load(Ordering::Relaxed)
     }

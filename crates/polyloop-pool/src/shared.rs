@@ -13,11 +13,14 @@ use crate::builder::Config;
 use crate::bytes::SmallBytes;
 use crate::connection::RemoteRegistry;
 use crate::error::Kind;
-use crate::job::{Job, RawResult, Reply, TaskKey, decode};
+use crate::job::{Input, Inputs, Job, RawResult, Reply, StreamTx, TaskKey, input_error};
 use crate::process::WorkerProc;
-use crate::queue::{Chunk, Queue};
+use crate::queue::{self, Chunk, Queue};
 use crate::scheduler::{QueueLoads, Scheduler};
 use crate::stats::WorkerCounters;
+
+/// The fewest of a map's inputs that a pool of several queues sends to one queue together.
+const MIN_PIECE: usize = 16;
 
 /// Why tasks fail once the runtime that ran the drivers has shut down.
 const RUNTIME_GONE: &str = "the runtime that ran the pool's drivers has shut down";
@@ -118,8 +121,9 @@ impl Shared {
 
     /// Counts a task as resolved and hands it its result.
     pub(crate) fn resolve(&self, job: Job, result: RawResult) {
+        let n = job.len();
         job.resolve(result);
-        self.resolved(1);
+        self.resolved(n);
     }
 
     /// Counts `n` tasks as resolved (their results were handed over in a batch).
@@ -148,7 +152,7 @@ impl Shared {
             }
             return;
         }
-        self.outstanding.fetch_add(chunk.len(), Ordering::AcqRel);
+        self.outstanding.fetch_add(queue::tasks(&chunk), Ordering::AcqRel);
         let n_queues = self.shards.len();
         if n_queues == 1 {
             return self.requeue(0, chunk, Kind::PoolClosed, "the pool is closed");
@@ -157,11 +161,24 @@ impl Shared {
         let mut per_queue: Vec<Chunk> = (0..n_queues).map(|_| Chunk::new()).collect();
         let mut pending = vec![0; n_queues];
         for job in chunk {
-            let queue_idx =
-                self.scheduler.pick(&QueueLoads { shards: &self.shards, pending: &pending });
-            let queue_idx = queue_idx % n_queues;
-            pending[queue_idx] += 1;
-            per_queue[queue_idx].push_back(job);
+            // A map's inputs are spread in pieces, one pick per piece.
+            let piece = job.len().div_ceil(n_queues).max(MIN_PIECE);
+            let mut rest = Some(job);
+            while let Some(mut job) = rest.take() {
+                let next = match job.len() > piece {
+                    true => {
+                        let front = job.split_front(piece);
+                        rest = Some(job);
+                        front
+                    }
+                    false => job,
+                };
+                let queue_idx =
+                    self.scheduler.pick(&QueueLoads { shards: &self.shards, pending: &pending });
+                let queue_idx = queue_idx % n_queues;
+                pending[queue_idx] += next.len();
+                per_queue[queue_idx].push_back(next);
+            }
         }
         for (queue_idx, jobs) in per_queue.into_iter().enumerate() {
             if !jobs.is_empty() {
@@ -186,18 +203,21 @@ impl Shared {
 
     /// Encodes an input into a job; an input that does not serialize fails on its own.
     pub(crate) fn make_job<T: TaskSpec>(&self, input: &T::Input, reply: Reply) -> Option<Job> {
-        let key =
-            TaskKey { name: T::NAME, fingerprint: T::fingerprint(), decode: decode::<T::Output> };
         match SmallBytes::encode(input) {
-            Ok(input) => Some(Job { key, input, reply, retries: 0 }),
+            Ok(bytes) => {
+                Some(Job { key: TaskKey::of::<T>(), input: Input::One(bytes), reply, retries: 0 })
+            }
             Err(err) => {
-                let reason =
-                    polyloop_wire::serialize_failure(input).unwrap_or_else(|| err.to_string());
-                let msg = format!("input failed to serialize: {reason}");
-                reply.send(Err(TaskError::new(Kind::Serialization, T::NAME, msg)));
+                reply.send(Err(input_error::<T>(input, &err)));
                 None
             }
         }
+    }
+
+    /// A job of a map stream's consecutive inputs, the first with sequence number `seq`.
+    pub(crate) fn make_many<T: TaskSpec>(&self, inputs: Inputs, seq: u64, tx: StreamTx) -> Job {
+        let reply = Reply::Stream { tx, seq };
+        Job { key: TaskKey::of::<T>(), input: Input::Many(inputs), reply, retries: 0 }
     }
 
     /// Checks that the workers know `T`, before queueing anything.

@@ -1,6 +1,6 @@
 //! `map_stream` and `map_unordered`: lazily submitted inputs, results as a `Stream`.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -10,7 +10,11 @@ use futures_core::Stream;
 use polyloop_wire::TaskSpec;
 
 use crate::TaskError;
-use crate::job::{RawResult, Reply, StreamResult, StreamRx, StreamSink, StreamTx, take};
+use crate::job::{
+    InputBuf, Output, Part, RawResult, Reply, StreamResult, StreamRx, StreamSink, StreamTx,
+    input_error, take, take_outcome,
+};
+use crate::queue::Chunk;
 use crate::shared::Shared;
 
 /// Where a map's inputs come from: an iterator, or a stream wrapped in [`from_stream`].
@@ -110,9 +114,12 @@ pub struct MapStream<T: TaskSpec, S> {
     checked: bool,
     tx: StreamTx,
     rx: StreamRx,
-    /// Ordered: results by sequence number, starting at `yielded`. Unordered: results as they
-    /// came. Each with its sequence number.
-    ready: VecDeque<Option<(u64, RawResult)>>,
+    /// Results not yet yielded, each with its (first) sequence number.
+    ready: Ready,
+    /// The part whose outcomes are being yielded, one by one.
+    current: Option<Cursor>,
+    /// Where each input is encoded before it joins its chunk.
+    scratch: Vec<u8>,
     /// For `map`: the first error to arrive is returned at once, ahead of earlier inputs.
     fail_fast: bool,
     failure: Option<TaskError>,
@@ -148,7 +155,12 @@ impl<T: TaskSpec, S: InputSource<T::Input>> MapStream<T, S> {
             checked: false,
             tx,
             rx,
-            ready: VecDeque::new(),
+            ready: match order {
+                Order::Ordered => Ready::Ordered(BTreeMap::new()),
+                Order::Unordered => Ready::Unordered(VecDeque::new()),
+            },
+            current: None,
+            scratch: Vec::new(),
             fail_fast: false,
             failure: None,
             finished: false,
@@ -187,24 +199,73 @@ impl<T: TaskSpec, S: InputSource<T::Input>> MapStream<T, S> {
     }
 
     fn place(&mut self, seq: u64, result: RawResult) {
-        let result = match result {
-            Err(err) if self.fail_fast => {
-                self.failure.get_or_insert(err.with_input(seq));
-                return;
-            }
-            result => result,
-        };
-        let result = (seq, result);
-        match self.order {
-            Order::Unordered => self.ready.push_back(Some(result)),
-            Order::Ordered => {
-                let idx = (seq - self.yielded) as usize;
-                if self.ready.len() <= idx {
-                    self.ready.resize_with(idx + 1, || None);
+        if self.fail_fast {
+            match &result {
+                Err(_) => {
+                    let Err(err) = result else { unreachable!() };
+                    self.failure.get_or_insert(err.with_input(seq));
+                    return;
                 }
-                self.ready[idx] = Some(result);
+                Ok(Output::Part(part)) if part.first_error.is_some() => {
+                    let (idx, err) = self.part_error(part);
+                    self.failure.get_or_insert(err.with_input(seq + u64::from(idx)));
+                    return;
+                }
+                Ok(_) => {}
             }
         }
+        self.ready.insert(seq, result);
+    }
+
+    /// The first error in `part`, and its position there.
+    fn part_error(&self, part: &Part) -> (u32, TaskError) {
+        let idx = part.first_error.unwrap_or_default();
+        let outcome = polyloop_wire::PartOutcomes::new(&part.outcomes).nth(idx as usize);
+        let err = match outcome {
+            Some(Ok(outcome)) => take_outcome::<T::Output>(
+                T::NAME,
+                outcome,
+                self.shared.config.max_nesting,
+                self.shared.config.task_timeout,
+            )
+            .err(),
+            _ => None,
+        };
+        let err = err.unwrap_or_else(|| bad_part(T::NAME));
+        (idx, err)
+    }
+
+    /// Submits the inputs collected in `buf`, the first with sequence number `first`.
+    fn submit(&mut self, buf: InputBuf, first: u64) {
+        if let Some(inputs) = buf.finish() {
+            let job = self.shared.make_many::<T>(inputs, first, Arc::clone(&self.tx));
+            self.shared.enqueue(Chunk::from([job]));
+        }
+    }
+
+    /// The next output of the part being yielded, if there is one.
+    fn next_from_part(&mut self) -> Option<Result<T::Output, TaskError>> {
+        let cursor = self.current.as_mut()?;
+        let (max_nesting, task_timeout) =
+            (self.shared.config.max_nesting, self.shared.config.task_timeout);
+        let seq = cursor.seq;
+        let output = match postcard::take_from_bytes(&cursor.part.outcomes[cursor.pos..]) {
+            Ok((outcome, rest)) => {
+                let used = cursor.part.outcomes.len() - cursor.pos - rest.len();
+                let output = take_outcome::<T::Output>(T::NAME, outcome, max_nesting, task_timeout);
+                cursor.pos += used;
+                output
+            }
+            // The driver checked the part; this is not reached.
+            Err(_) => Err(bad_part(T::NAME)),
+        };
+        cursor.seq += 1;
+        cursor.left -= 1;
+        if cursor.left == 0 {
+            self.current = None;
+        }
+        self.yielded += 1;
+        Some(output.map_err(|err| err.with_input(seq)))
     }
 
     pub(crate) fn poll_next_item(
@@ -227,21 +288,36 @@ impl<T: TaskSpec, S: InputSource<T::Input>> MapStream<T, S> {
             // Refill only once half the window is free, then up to the full window, as one chunk:
             // topping up one input per result taken would send every task through the queue on
             // its own.
-            let mut chunk = Vec::new();
             let low_water = this.window / 2;
             let refill = this.submitted - this.yielded <= low_water;
+            let mut buf = InputBuf::default();
+            let mut first = this.submitted;
             while refill && !this.exhausted && this.submitted - this.yielded < this.window {
                 match this.source.poll_next_input(cx) {
                     Poll::Ready(Some(input)) => {
-                        let reply = Reply::Stream { tx: Arc::clone(&this.tx), seq: this.submitted };
-                        chunk.extend(this.shared.make_job::<T>(&input, reply));
+                        let mut scratch = std::mem::take(&mut this.scratch);
+                        scratch.clear();
+                        match postcard::to_extend(&input, scratch) {
+                            Ok(encoded) => {
+                                buf.push(&encoded);
+                                this.scratch = encoded;
+                            }
+                            Err(err) => {
+                                // Sent in order: the inputs before it, then its own error.
+                                this.submit(std::mem::take(&mut buf), first);
+                                let reply =
+                                    Reply::Stream { tx: Arc::clone(&this.tx), seq: this.submitted };
+                                reply.send(Err(input_error::<T>(&input, &err)));
+                                first = this.submitted + 1;
+                            }
+                        }
                         this.submitted += 1;
                     }
                     Poll::Ready(None) => this.exhausted = true,
                     Poll::Pending => break,
                 }
             }
-            this.shared.enqueue(chunk);
+            this.submit(buf, first);
             while let Ok(results) = this.rx.try_recv() {
                 for StreamResult { seq, result, .. } in results {
                     this.place(seq, result);
@@ -253,12 +329,20 @@ impl<T: TaskSpec, S: InputSource<T::Input>> MapStream<T, S> {
                 this.finished = true;
                 return Poll::Ready(Some(Err(err)));
             }
-            if let Some(Some(_)) = this.ready.front()
-                && let Some(Some((seq, result))) = this.ready.pop_front()
-            {
-                this.yielded += 1;
-                let output = take(T::NAME, result, this.shared.config.max_nesting);
-                return Poll::Ready(Some(output.map_err(|err| err.with_input(seq))));
+            if let Some(output) = this.next_from_part() {
+                return Poll::Ready(Some(output));
+            }
+            match this.ready.pop(this.yielded) {
+                Some((seq, Ok(Output::Part(part)))) => {
+                    this.current = Some(Cursor { seq, left: part.count, pos: 0, part });
+                    continue;
+                }
+                Some((seq, result)) => {
+                    this.yielded += 1;
+                    let output = take(T::NAME, result, this.shared.config.max_nesting);
+                    return Poll::Ready(Some(output.map_err(|err| err.with_input(seq))));
+                }
+                None => {}
             }
             if this.exhausted && this.submitted == this.yielded {
                 return Poll::Ready(None);
@@ -292,4 +376,47 @@ impl<T: TaskSpec, S> Drop for MapStream<T, S> {
             self.shared.sweep();
         }
     }
+}
+
+/// Results waiting to be yielded, each under its (first) sequence number.
+#[derive(Debug)]
+enum Ready {
+    /// By sequence number: the next to yield is the one numbered like the results yielded.
+    Ordered(BTreeMap<u64, RawResult>),
+    /// As they came.
+    Unordered(VecDeque<(u64, RawResult)>),
+}
+
+impl Ready {
+    fn insert(&mut self, seq: u64, result: RawResult) {
+        match self {
+            Ready::Ordered(ready) => drop(ready.insert(seq, result)),
+            Ready::Unordered(ready) => ready.push_back((seq, result)),
+        }
+    }
+
+    /// The next result to yield, after `yielded` results.
+    fn pop(&mut self, yielded: u64) -> Option<(u64, RawResult)> {
+        match self {
+            Ready::Ordered(ready) => match ready.first_key_value() {
+                Some((&seq, _)) if seq == yielded => ready.pop_first(),
+                _ => None,
+            },
+            Ready::Unordered(ready) => ready.pop_front(),
+        }
+    }
+}
+
+/// A part being yielded: `left` outcomes from `pos`, the next for input `seq`.
+#[derive(Debug)]
+struct Cursor {
+    seq: u64,
+    left: u32,
+    pos: usize,
+    part: Part,
+}
+
+/// The error of an outcome the stream could not read (a part the driver checked cannot be).
+fn bad_part(task: &'static str) -> TaskError {
+    TaskError::new(crate::error::Kind::Serialization, task, "a chunk's outcome could not be read")
 }

@@ -42,6 +42,7 @@
 mod batch;
 mod bootstrap;
 mod buffer;
+mod chunk;
 mod depth;
 mod error;
 mod frame;
@@ -56,6 +57,9 @@ pub use bootstrap::{
     heartbeat_interval,
 };
 pub use buffer::{FrameBuffer, clear_and_trim};
+pub use chunk::{
+    ChunkInputs, PartOutcomes, PartSummary, push_input, push_ok_outcome_with, push_outcome,
+};
 pub use depth::{DEFAULT_MAX_NESTING, DecodeError, decode_value};
 pub use error::WireError;
 pub use frame::{
@@ -63,8 +67,8 @@ pub use frame::{
     peek_protocol_version, split_frame,
 };
 pub use message::{
-    Hello, InitTask, Outcome, PROTOCOL_VERSION, RemoteError, ResultFrame, RuntimeFlavor, TaskFrame,
-    TaskInfo, ToChild, ToParent, Welcome, WorkerConfig,
+    ChunkFrame, Hello, InitTask, Outcome, PROTOCOL_VERSION, RemoteError, ResultFrame,
+    RuntimeFlavor, TaskFrame, TaskInfo, ToChild, ToParent, Welcome, WorkerConfig,
 };
 pub use reason::serialize_failure;
 pub use task::{SCHEMAS, Task, TaskSchema, TaskSpec, schema_fingerprint};

@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 /// The protocol version this build speaks. Bumped on every change of a message layout.
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// A message from the parent (the pool) to a child (a worker).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -23,6 +23,10 @@ pub enum ToChild<'a> {
     Cancel(Vec<u64>),
     /// Finish the tasks in flight, send their results, then exit.
     Shutdown,
+    /// Consecutive inputs of one task, to run in order and answer together (see
+    /// [`chunk`](crate::ChunkInputs) for the layout).
+    #[serde(borrow)]
+    Chunk(ChunkFrame<'a>),
 }
 
 /// The parent's half of the handshake.
@@ -92,6 +96,21 @@ pub struct TaskFrame<'a> {
     pub input: &'a [u8],
 }
 
+/// Consecutive inputs of one task that travel, run and are answered together.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkFrame<'a> {
+    /// The parent's id for the chunk, from the same sequence as [`TaskFrame::id`].
+    pub id: u64,
+    /// The task's index in the registry the child sent in its [`Hello`].
+    pub task: u32,
+    /// How many inputs `inputs` holds.
+    pub count: u32,
+    /// The inputs, each as [`push_input`](crate::push_input) wrote it: read them with
+    /// [`ChunkInputs`](crate::ChunkInputs).
+    #[serde(borrow, with = "serde_bytes")]
+    pub inputs: &'a [u8],
+}
+
 /// A message from a child to the parent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ToParent<'a> {
@@ -151,6 +170,9 @@ pub enum Outcome<'a> {
     Serialization(String),
     /// The task index is not in the child's registry.
     UnknownTask(u32),
+    /// The next outcomes of a chunk, in input order, each an encoded `Outcome` (never a part):
+    /// read them with [`PartOutcomes`](crate::PartOutcomes).
+    Part(#[serde(borrow, with = "serde_bytes")] &'a [u8]),
 }
 
 /// An error that happened in a child, as text: the type does not cross the process boundary.

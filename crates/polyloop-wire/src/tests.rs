@@ -279,6 +279,23 @@ fn worked_examples_in_the_protocol_doc_are_what_the_encoder_writes() {
     encode_frame(&ToChild::Cancel(vec![300]), &mut out, &limits).unwrap();
     assert_eq!(out, [4, 0, 0, 0, 2, 1, 0xac, 0x02]);
 
+    let mut inputs = Vec::new();
+    crate::push_input(&mut inputs, &[0x15]);
+    crate::push_input(&mut inputs, &[0xac, 0x02]);
+    let chunk = ChunkFrame { id: 7, task: 0, count: 2, inputs: &inputs };
+    out.clear();
+    encode_frame(&ToChild::Chunk(chunk), &mut out, &limits).unwrap();
+    assert_eq!(out, [10, 0, 0, 0, 4, 7, 0, 2, 5, 1, 0x15, 2, 0xac, 0x02]);
+
+    let mut part = Vec::new();
+    crate::push_outcome(&mut part, &Outcome::Ok(&[0x2a]));
+    crate::push_outcome(&mut part, &Outcome::Ok(&[0xd8, 0x04]));
+    let mut results = ResultBatch::default();
+    results.push(7, &Outcome::Part(&part));
+    out.clear();
+    results.finish_into(&mut out, &limits).unwrap();
+    assert_eq!(out, [12, 0, 0, 0, 1, 1, 7, 7, 7, 0, 1, 0x2a, 0, 2, 0xd8, 0x04]);
+
     let welcome = ToChild::Welcome(Welcome {
         protocol_version: PROTOCOL_VERSION,
         config: WorkerConfig {
@@ -301,5 +318,5 @@ fn worked_examples_in_the_protocol_doc_are_what_the_encoder_writes() {
     ]
     .concat();
     assert_eq!(out, expected);
-    assert_eq!(PROTOCOL_VERSION, 4, "update the dumps and the version in docs/PROTOCOL.md");
+    assert_eq!(PROTOCOL_VERSION, 5, "update the dumps and the version in docs/PROTOCOL.md");
 }

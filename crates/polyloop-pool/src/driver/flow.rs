@@ -75,16 +75,23 @@ impl Flow {
         }
     }
 
-    /// One task was sent.
-    pub(super) fn handle_sent(&mut self) {
-        self.in_flight += 1;
-        self.sent += 1;
+    /// `n` tasks were sent.
+    pub(super) fn handle_sent(&mut self, n: usize) {
+        self.in_flight += n;
+        self.sent += n as u64;
     }
 
-    /// One task was answered, or failed with its worker.
-    pub(super) fn handle_answered(&mut self) {
-        debug_assert!(self.in_flight > 0, "an answer for nothing in flight");
-        self.in_flight -= 1;
+    /// `n` tasks were answered, or failed with their worker.
+    pub(super) fn handle_answered(&mut self, n: usize) {
+        debug_assert!(self.in_flight >= n, "{n} answers for {} in flight", self.in_flight);
+        self.in_flight -= n;
+    }
+
+    /// The most inputs of a map to send as one chunk: a worker that holds its whole credit in
+    /// chunks of this size still has one for each place it can run a task in. Long tasks keep
+    /// the prefetch low, and with it the chunks at one input.
+    pub(super) fn chunk_len(&self) -> usize {
+        (self.credit() / self.concurrency).max(1)
     }
 
     /// A batch of results came back, after `mean` in flight on average: grows the prefetch while
@@ -163,7 +170,7 @@ mod tests {
     }
 
     fn sent(flow: &mut Flow, n: usize) {
-        (0..n).for_each(|_| flow.handle_sent());
+        flow.handle_sent(n);
     }
 
     #[test]
@@ -185,6 +192,21 @@ mod tests {
     }
 
     #[test]
+    fn chunks_grow_with_the_prefetch_and_fill_the_credit_in_one_per_place() {
+        let mut flow = Flow::new(16, (4, 2048), 0);
+        assert_eq!(flow.chunk_len(), 1, "a fresh worker gets its tasks one by one");
+        for _ in 0..20 {
+            flow.handle_latency(Duration::ZERO);
+        }
+        assert_eq!(flow.chunk_len(), (16 + 2048) / 16);
+        for _ in 0..20 {
+            flow.handle_latency(Duration::from_secs(1));
+        }
+        assert_eq!(flow.chunk_len(), 1, "long tasks travel alone");
+        assert_eq!(Flow::new(1, (1, 1), 0).chunk_len(), 2);
+    }
+
+    #[test]
     fn a_fixed_prefetch_never_moves() {
         let mut flow = Flow::new(2, (3, 3), 0);
         flow.handle_latency(Duration::ZERO);
@@ -198,7 +220,7 @@ mod tests {
         assert!(flow.has_credit());
         sent(&mut flow, 2);
         assert!(!flow.has_credit());
-        flow.handle_answered();
+        flow.handle_answered(1);
         assert!(flow.has_credit());
         assert_eq!(flow.in_flight(), 1);
     }
@@ -208,7 +230,7 @@ mod tests {
         let mut flow = Flow::new(4, (1, 1), 3);
         assert_eq!(flow.budget_left(), 3);
         sent(&mut flow, 2);
-        flow.handle_answered();
+        flow.handle_answered(1);
         assert_eq!(flow.budget_left(), 1);
         sent(&mut flow, 1);
         assert_eq!(flow.budget_left(), 0);

@@ -10,11 +10,13 @@ mod outcome;
 mod watchdog;
 
 use std::os::fd::AsRawFd;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use polyloop_wire::{
-    ResultFrame, TaskBatch, ToChild, ToParent, WireError, decode_to_parent, encode_frame,
+    ChunkFrame, Outcome, PartOutcomes, ResultFrame, TaskBatch, ToChild, ToParent, WireError,
+    decode_to_parent, encode_frame,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
@@ -26,8 +28,8 @@ use crate::TaskError;
 use crate::connection::Connection;
 use crate::error::Kind;
 use crate::in_flight::InFlight;
-use crate::job::{Job, StreamBatch};
-use crate::queue::Chunk;
+use crate::job::{Input, Job, Output, Part, Reply, StreamBatch, TaskKey};
+use crate::queue::{self, Chunk};
 use crate::shared::{Seat, Shard, Shared};
 
 /// Serves seat `worker_idx` with the worker on `conn` until it retires or dies.
@@ -70,12 +72,26 @@ pub(super) enum Kill {
     Broken(String),
 }
 
-/// A task sent to the worker and not yet answered.
+/// A task, or a chunk of a map's inputs, sent to the worker and not yet answered.
 #[derive(Debug)]
 struct Sent {
     job: Job,
     sent_at: Instant,
     cancel_sent: bool,
+    /// Of a chunk: how many of its inputs the parts so far answered.
+    answered: usize,
+}
+
+impl Sent {
+    fn new(job: Job, sent_at: Instant) -> Self {
+        Sent { job, sent_at, cancel_sent: false, answered: 0 }
+    }
+
+    /// The job of the tasks not yet answered.
+    fn into_unanswered(mut self) -> Job {
+        self.job.skip_front(self.answered);
+        self.job
+    }
 }
 
 struct Driver<'a> {
@@ -261,7 +277,7 @@ impl<'a> Driver<'a> {
         }
     }
 
-    /// Adds one job to the batch being built, or resolves it at once if it cannot run.
+    /// Adds one job to what is sent next, or resolves it at once if it cannot run.
     fn take(&mut self, job: Job, conn: &Connection, now: Instant) {
         if job.reply.is_closed() {
             let name = job.key.name;
@@ -269,41 +285,104 @@ impl<'a> Driver<'a> {
                 .shared
                 .resolve(job, Err(TaskError::new(Kind::Cancelled, name, "nobody waits for it")));
         }
-        let cached = self.last_task.filter(|&(name, fingerprint, _)| {
-            std::ptr::eq(name, job.key.name) && fingerprint == job.key.fingerprint
-        });
-        let index = match cached
-            .map(|(_, _, index)| Ok(index))
-            .unwrap_or_else(|| conn.registry.index(job.key.name, job.key.fingerprint))
-        {
-            Ok(index) => {
-                self.last_task = Some((job.key.name, job.key.fingerprint, index));
-                index
-            }
+        let index = match self.task_index(&job.key, conn) {
+            Ok(index) => index,
             Err(msg) => {
                 let name = job.key.name;
                 return self.shared.resolve(job, Err(TaskError::new(Kind::UnknownTask, name, msg)));
             }
         };
+        match &job.input {
+            Input::One(_) => self.take_one(job, index, conn, now),
+            Input::Many(_) => self.take_many(job, index, conn, now),
+        }
+    }
+
+    /// The worker's registry index of task `key`.
+    fn task_index(&mut self, key: &TaskKey, conn: &Connection) -> Result<u32, String> {
+        let cached = self.last_task.filter(|&(name, fingerprint, _)| {
+            std::ptr::eq(name, key.name) && fingerprint == key.fingerprint
+        });
+        if let Some((_, _, index)) = cached {
+            return Ok(index);
+        }
+        let index = conn.registry.index(key.name, key.fingerprint)?;
+        self.last_task = Some((key.name, key.fingerprint, index));
+        Ok(index)
+    }
+
+    /// Adds one task to the batch being built.
+    fn take_one(&mut self, job: Job, index: u32, conn: &Connection, now: Instant) {
+        let Input::One(input) = &job.input else { unreachable!("a job of one input") };
         let max_frame = conn.limits.max_frame_len as usize;
-        if job.input.len() + 32 > max_frame {
+        if input.len() + 32 > max_frame {
             let msg = format!(
                 "input of {} bytes exceeds the frame limit of {max_frame} bytes",
-                job.input.len()
+                input.len()
             );
             let name = job.key.name;
             return self.shared.resolve(job, Err(TaskError::new(Kind::Serialization, name, msg)));
         }
-        if self.batch.byte_len() + job.input.len() + 32 > max_frame
+        if self.batch.byte_len() + input.len() + 32 > max_frame
             || self.batch.len() >= conn.limits.max_batch_len as usize
         {
             // Cannot fail: the batch was kept under both limits.
             let _ = self.batch.finish_into(&mut self.out, &conn.limits);
         }
-        self.batch.push(self.in_flight.next_id(), index, &job.input);
-        let id = self.in_flight.insert(Sent { job, sent_at: now, cancel_sent: false });
+        self.batch.push(self.in_flight.next_id(), index, input);
+        let id = self.in_flight.insert(Sent::new(job, now));
         self.watchdog.handle_sent(id, now);
-        self.flow.handle_sent();
+        self.flow.handle_sent(1);
+    }
+
+    /// Sends a map's consecutive inputs in chunks as long as the flow allows, each input alone
+    /// while chunks are one long.
+    fn take_many(&mut self, mut job: Job, index: u32, conn: &Connection, now: Instant) {
+        // A timeout is per task, and the watchdog judges a worker by its oldest task: a chunk
+        // would make its inputs wait for each other.
+        let chunk_len = match self.shared.config.task_timeout {
+            Some(_) => 1,
+            None => self.flow.chunk_len(),
+        };
+        // Room for the chunk's own fields in the frame.
+        let max_bytes = (conn.limits.max_frame_len as usize).saturating_sub(64);
+        loop {
+            let Input::Many(inputs) = &job.input else { unreachable!("a job of many inputs") };
+            let n = inputs.fitting(chunk_len, max_bytes);
+            let (part, rest) = match n < inputs.len() {
+                true => (job.split_front(n), Some(job)),
+                false => (job, None),
+            };
+            match n {
+                1 => self.take_one(part.into_one(), index, conn, now),
+                _ => self.send_chunk(part, index, conn, now),
+            }
+            match rest {
+                Some(rest) => job = rest,
+                None => return,
+            }
+        }
+    }
+
+    /// Encodes a chunk of inputs behind what is already waiting to be sent.
+    fn send_chunk(&mut self, job: Job, index: u32, conn: &Connection, now: Instant) {
+        let Input::Many(inputs) = &job.input else { unreachable!("a job of many inputs") };
+        if !self.batch.is_empty() {
+            // In the order they were taken. Cannot fail: the batch was kept under both limits.
+            let _ = self.batch.finish_into(&mut self.out, &conn.limits);
+        }
+        let count = inputs.len();
+        let frame = ChunkFrame {
+            id: self.in_flight.next_id(),
+            task: index,
+            count: count as u32,
+            inputs: inputs.wire_bytes(),
+        };
+        // Cannot fail: the inputs were kept under the frame limit.
+        let _ = encode_frame(&ToChild::Chunk(frame), &mut self.out, &conn.limits);
+        let id = self.in_flight.insert(Sent::new(job, now));
+        self.watchdog.handle_sent(id, now);
+        self.flow.handle_sent(count);
     }
 
     /// Whether this worker holds its share already while another could start work.
@@ -318,8 +397,15 @@ impl<'a> Driver<'a> {
 
     /// Takes what `room` allows from the front of `jobs` and puts the rest back.
     fn take_chunk(&mut self, mut jobs: Chunk, conn: &Connection, now: Instant) {
-        for _ in 0..self.flow.room(&self.queue_state(), jobs.len()) {
-            let Some(job) = jobs.pop_front() else { break };
+        let mut room = self.flow.room(&self.queue_state(), queue::tasks(&jobs));
+        while room > 0 {
+            let Some(mut job) = jobs.pop_front() else { break };
+            if job.len() > room {
+                let front = job.split_front(room);
+                jobs.push_front(job);
+                job = front;
+            }
+            room -= job.len();
             self.take(job, conn, now);
         }
         self.shared.requeue(self.seat.queue_idx, jobs, Kind::Cancelled, "the pool was dropped");
@@ -357,11 +443,13 @@ impl<'a> Driver<'a> {
             match decode_to_parent(payload, &conn.limits)? {
                 ToParent::Results(results) => {
                     let now = Instant::now();
-                    let mut latency = Duration::ZERO;
-                    let n = results.len();
-                    let mut batch = StreamBatch::with_capacity(n);
+                    let (mut latency, mut answered) = (Duration::ZERO, 0u32);
+                    let mut batch = StreamBatch::with_capacity(results.len());
                     let completed = results.into_iter().try_for_each(|result| {
-                        latency += self.complete(result, now, &mut batch)?;
+                        if let Some(in_flight) = self.complete(result, now, &mut batch)? {
+                            latency += in_flight;
+                            answered += 1;
+                        }
                         Ok::<_, WireError>(())
                     });
                     // Counted before they are handed over, so that a caller who has its results
@@ -369,8 +457,8 @@ impl<'a> Driver<'a> {
                     self.publish();
                     batch.flush();
                     completed?;
-                    if n > 0 {
-                        self.flow.handle_latency(latency / n as u32);
+                    if answered > 0 {
+                        self.flow.handle_latency(latency / answered);
                     }
                 }
                 ToParent::Hello(_) => return Err(WireError::Unexpected("a second handshake")),
@@ -379,33 +467,91 @@ impl<'a> Driver<'a> {
         Ok(())
     }
 
-    /// Routes one result to its waiter; returns how long the task was in flight.
+    /// Routes one result to its waiter; returns how long the task (or chunk) was in flight, if
+    /// this answered it completely.
     fn complete(
         &mut self,
         result: ResultFrame<'_>,
         now: Instant,
         batch: &mut StreamBatch,
-    ) -> Result<Duration, WireError> {
+    ) -> Result<Option<Duration>, WireError> {
         // Ids are never reused, so a late or repeated result finds nothing here rather than
         // another task: the caller treats that as a broken worker.
-        let Some(in_flight) = self.in_flight.remove(result.id) else {
-            return Err(WireError::Unexpected("a result for a task it does not hold"));
+        let unknown = WireError::Unexpected("a result for a task it does not hold");
+        let Some(sent) = self.in_flight.get_mut(result.id) else { return Err(unknown) };
+        let outcome = match (&sent.job.input, result.outcome) {
+            (Input::Many(_), Outcome::Part(outcomes)) => {
+                return self.complete_part(result.id, outcomes, now, batch);
+            }
+            (Input::One(_), Outcome::Part(_)) => {
+                return Err(WireError::Unexpected("a chunk's part for a single task"));
+            }
+            (Input::Many(_), Outcome::Ok(_)) => {
+                return Err(WireError::Unexpected("a single output for a chunk"));
+            }
+            (_, outcome) => outcome,
         };
-        self.flow.handle_answered();
+        let sent = self.in_flight.remove(result.id).expect("looked up above");
+        let sent_at = sent.sent_at;
+        let job = sent.into_unanswered();
+        let n = job.len();
+        self.flow.handle_answered(n);
         let config = &self.shared.config;
-        let raw = outcome::task_result(
-            &in_flight.job.key,
-            result.outcome,
-            config.max_nesting,
-            config.task_timeout,
-        );
+        let raw = match &job.input {
+            Input::One(_) => {
+                outcome::task_result(&job.key, outcome, config.max_nesting, config.task_timeout)
+            }
+            // Any other outcome for a chunk answers all its inputs not yet answered.
+            Input::Many(_) => {
+                TaskError::from_outcome(job.key.name, outcome, config.task_timeout).map(Err)
+            }
+        }
+        .expect("parts and a chunk's Ok were handled above");
         match raw.is_ok() {
             true => self.unpublished.done += 1,
-            false => self.unpublished.failed += 1,
+            false => self.unpublished.failed += n as u64,
         }
-        batch.add(in_flight.job.reply, raw);
-        self.unpublished.resolved += 1;
-        Ok(now.saturating_duration_since(in_flight.sent_at))
+        match n {
+            1 => batch.add(job.reply, raw),
+            _ => job.resolve(raw),
+        }
+        self.unpublished.resolved += n;
+        Ok(Some(now.saturating_duration_since(sent_at)))
+    }
+
+    /// Routes the next outcomes of chunk `id` to its stream, checked first: a part that does
+    /// not read, or holds more outcomes than the chunk has inputs left, breaks the protocol.
+    fn complete_part(
+        &mut self,
+        id: u64,
+        outcomes: &[u8],
+        now: Instant,
+        batch: &mut StreamBatch,
+    ) -> Result<Option<Duration>, WireError> {
+        let part = PartOutcomes::scan(outcomes)?;
+        let sent = self.in_flight.get_mut(id).expect("looked up by the caller");
+        let count = part.count as usize;
+        let left = sent.job.len() - sent.answered;
+        if count == 0 || count > left {
+            return Err(WireError::Unexpected("a part beyond its chunk's inputs"));
+        }
+        let Reply::Stream { tx, seq } = &sent.job.reply else {
+            unreachable!("a job of many inputs replies to a stream");
+        };
+        let reply = Reply::Stream { tx: Arc::clone(tx), seq: seq + sent.answered as u64 };
+        sent.answered += count;
+        let outcomes = outcomes.to_vec();
+        let first_error = part.first_error;
+        batch.add(reply, Ok(Output::Part(Part { outcomes, count: part.count, first_error })));
+        self.flow.handle_answered(count);
+        self.unpublished.done += u64::from(part.count - part.errors);
+        self.unpublished.failed += u64::from(part.errors);
+        self.unpublished.resolved += count;
+        if count < left {
+            return Ok(None);
+        }
+        let sent = self.in_flight.remove(id).expect("looked up above");
+        Ok(Some(now.saturating_duration_since(sent.sent_at)))
     }
 
     /// Makes this driver's counts visible to the pool (stats, schedulers, other drivers, close):
@@ -511,19 +657,21 @@ impl<'a> Driver<'a> {
         tracing::warn!(status, tasks = self.flow.in_flight(), why = %reason, "worker lost");
         let mut retry = Vec::new();
         // In the order they were sent, so retried tasks queue again in their order.
-        for (id, Sent { mut job, .. }) in self.in_flight.drain() {
-            self.flow.handle_answered();
+        for (id, sent) in self.in_flight.drain() {
+            let mut job = sent.into_unanswered();
+            let n = job.len();
+            self.flow.handle_answered(n);
             let name = job.key.name;
             if overran == Some(id) {
-                self.seat.counters.failed.fetch_add(1, Ordering::Relaxed);
+                self.seat.counters.failed.fetch_add(n as u64, Ordering::Relaxed);
                 self.shared.resolve(job, Err(lost.overran(name)));
             } else if job.retries < self.shared.config.retries && !job.reply.is_closed() {
                 job.retries += 1;
                 tracing::debug!(task = name, attempt = job.retries, "task retried");
                 retry.push(job);
-                self.seat.counters.retried.fetch_add(1, Ordering::Relaxed);
+                self.seat.counters.retried.fetch_add(n as u64, Ordering::Relaxed);
             } else {
-                self.seat.counters.failed.fetch_add(1, Ordering::Relaxed);
+                self.seat.counters.failed.fetch_add(n as u64, Ordering::Relaxed);
                 self.shared
                     .resolve(job, Err(TaskError::new(Kind::WorkerLost, name, reason.clone())));
             }
@@ -537,10 +685,11 @@ impl Drop for Driver<'_> {
     /// A driver dropped with tasks in flight was aborted (the pool was dropped): its tasks are
     /// resolved here, so that no waiter (a stream keeps its channel open) waits forever.
     fn drop(&mut self) {
-        for (_, entry) in self.in_flight.drain() {
-            let name = entry.job.key.name;
+        for (_, sent) in self.in_flight.drain() {
+            let job = sent.into_unanswered();
+            let name = job.key.name;
             let err = TaskError::new(Kind::Cancelled, name, "the pool was dropped");
-            self.shared.resolve(entry.job, Err(err));
+            self.shared.resolve(job, Err(err));
         }
     }
 }

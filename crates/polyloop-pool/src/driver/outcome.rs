@@ -10,34 +10,23 @@ use crate::bytes::SmallBytes;
 use crate::error::Kind;
 use crate::job::{Output, RawResult, TaskKey};
 
-/// The result a worker's `outcome` for task `key` gives its caller. Small outputs stay encoded
-/// (the caller decodes them on its own thread); larger ones are decoded here, where the frame is.
+/// The result a worker's `outcome` for the single task `key` gives its caller. Small outputs
+/// stay encoded (the caller decodes them on its own thread); larger ones are decoded here, where
+/// the frame is. A chunk's `Part` is not for a single task: `None`.
 pub(super) fn task_result(
     key: &TaskKey,
     outcome: Outcome<'_>,
     max_nesting: u32,
     task_timeout: Option<Duration>,
-) -> RawResult {
-    let task = key.name;
-    match outcome {
+) -> Option<RawResult> {
+    Some(match outcome {
         Outcome::Ok(bytes) if SmallBytes::fits_inline(bytes.len()) => {
             Ok(Output::Encoded(SmallBytes::copy_from(bytes)))
         }
-        Outcome::Ok(bytes) => (key.decode)(task, bytes, max_nesting),
-        Outcome::Failed(remote) => Err(TaskError::failed(task, remote)),
-        Outcome::Panicked(msg) => Err(TaskError::new(Kind::Panic, task, msg)),
-        Outcome::TimedOut => {
-            let timeout = task_timeout.unwrap_or_default();
-            let msg = format!("ran longer than {timeout:?} and was cancelled");
-            Err(TaskError::new(Kind::Timeout, task, msg))
-        }
-        Outcome::Cancelled => Err(TaskError::new(Kind::Cancelled, task, "cancelled in its worker")),
-        Outcome::Serialization(msg) => Err(TaskError::new(Kind::Serialization, task, msg)),
-        Outcome::UnknownTask(index) => {
-            let msg = format!("the worker has no task {index}");
-            Err(TaskError::new(Kind::UnknownTask, task, msg))
-        }
-    }
+        Outcome::Ok(bytes) => (key.decode)(key.name, bytes, max_nesting),
+        Outcome::Part(_) => return None,
+        outcome => Err(TaskError::from_outcome(key.name, outcome, task_timeout)?),
+    })
 }
 
 /// Which worker was lost, and how: the words its tasks' errors are made of.
@@ -89,7 +78,7 @@ mod tests {
     const TIMEOUT: Option<Duration> = Some(Duration::from_millis(250));
 
     fn error(outcome: Outcome<'_>) -> TaskError {
-        task_result(&KEY, outcome, 128, TIMEOUT).expect_err("an error outcome")
+        task_result(&KEY, outcome, 128, TIMEOUT).unwrap().expect_err("an error outcome")
     }
 
     #[test]
@@ -97,16 +86,20 @@ mod tests {
         let small = postcard::to_allocvec("hi").unwrap();
         assert!(matches!(
             task_result(&KEY, Outcome::Ok(&small), 128, None),
-            Ok(Output::Encoded(_))
+            Some(Ok(Output::Encoded(_)))
         ));
         let large = postcard::to_allocvec(&"x".repeat(4096)).unwrap();
-        let Ok(Output::Decoded(value)) = task_result(&KEY, Outcome::Ok(&large), 128, None) else {
+        let Some(Ok(Output::Decoded(value))) = task_result(&KEY, Outcome::Ok(&large), 128, None)
+        else {
             panic!("a large output is decoded where it arrived");
         };
         assert_eq!(value.downcast_ref::<String>().map(String::len), Some(4096));
         let truncated = &large[..large.len() - 1];
         assert!(
-            task_result(&KEY, Outcome::Ok(truncated), 128, None).unwrap_err().is_serialization()
+            task_result(&KEY, Outcome::Ok(truncated), 128, None)
+                .unwrap()
+                .unwrap_err()
+                .is_serialization()
         );
     }
 
@@ -126,6 +119,10 @@ mod tests {
         assert!(unknown.is_unknown_task());
         assert_eq!(unknown.message(), "the worker has no task 9");
         assert_eq!(unknown.task_name(), "t::echo");
+        assert!(
+            task_result(&KEY, Outcome::Part(&[]), 128, TIMEOUT).is_none(),
+            "not a single result"
+        );
     }
 
     #[test]

@@ -1,0 +1,235 @@
+//! Chunks: consecutive inputs of one task that travel to a worker, run and come back together.
+//!
+//! A map of many small tasks would pay per task for its id, its table entry and its bookkeeping
+//! on both sides; a chunk pays that once for many inputs. The parent sends a
+//! [`ChunkFrame`](crate::ChunkFrame): `count` inputs, each a length and its postcard bytes, back
+//! to back. The worker runs them in order and answers with one or more results for the chunk's
+//! id whose outcome is [`Outcome::Part`](crate::Outcome::Part): the next outcomes of the chunk,
+//! in input order, each an encoded [`Outcome`], back to back. The chunk is answered when the
+//! parts have covered all `count` inputs. Any other outcome for a chunk's id (the worker
+//! cancelled it, or has no such task) answers all the inputs not yet covered.
+
+use crate::{Outcome, WireError, varint};
+
+/// Appends one input to a chunk's inputs: its length, then its bytes.
+pub fn push_input(inputs: &mut Vec<u8>, input: &[u8]) {
+    varint::push_u64(inputs, input.len() as u64);
+    inputs.extend_from_slice(input);
+}
+
+/// The inputs of a chunk, one at a time. Yields an error, and then nothing, if the bytes do not
+/// hold exactly the announced count of inputs.
+#[derive(Debug, Clone)]
+pub struct ChunkInputs<'a> {
+    rest: &'a [u8],
+    left: u32,
+    failed: bool,
+}
+
+impl<'a> ChunkInputs<'a> {
+    /// The `count` inputs in `inputs`, as [`push_input`] wrote them.
+    pub fn new(inputs: &'a [u8], count: u32) -> Self {
+        ChunkInputs { rest: inputs, left: count, failed: false }
+    }
+
+    /// The inputs not yet read, as bytes: `ChunkInputs::new(rest, left)` reads them.
+    pub fn rest(&self) -> &'a [u8] {
+        self.rest
+    }
+
+    /// How many inputs are not yet read.
+    pub fn left(&self) -> u32 {
+        self.left
+    }
+}
+
+impl<'a> Iterator for ChunkInputs<'a> {
+    type Item = Result<&'a [u8], WireError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
+        if self.left == 0 {
+            if self.rest.is_empty() {
+                return None;
+            }
+            self.failed = true;
+            return Some(Err(WireError::TrailingBytes(self.rest.len())));
+        }
+        self.left -= 1;
+        let input = postcard::take_from_bytes::<&serde_bytes::Bytes>(self.rest)
+            .map_err(WireError::from)
+            .map(|(input, rest)| {
+                self.rest = rest;
+                &**input
+            });
+        self.failed = input.is_err();
+        Some(input)
+    }
+}
+
+/// Appends one outcome to a part's outcomes. A nested part is refused: it would not say whose
+/// outcomes it holds.
+pub fn push_outcome(outcomes: &mut Vec<u8>, outcome: &Outcome<'_>) {
+    debug_assert!(!matches!(outcome, Outcome::Part(_)), "a part inside a part");
+    // Serializing into a Vec cannot fail for these field types.
+    let _ = postcard::to_io(outcome, &mut *outcomes);
+}
+
+/// Appends a successful outcome whose `len` bytes of output `write` appends itself. If `write`
+/// fails or appends other than `len` bytes, the outcome is taken back out and the reason
+/// returned.
+pub fn push_ok_outcome_with(
+    outcomes: &mut Vec<u8>,
+    len: usize,
+    write: impl FnOnce(&mut Vec<u8>) -> Result<(), String>,
+) -> Result<(), String> {
+    let start = outcomes.len();
+    // The `Ok` tag (0), then the bytes: postcard's encoding of `Outcome::Ok` by hand.
+    outcomes.push(0);
+    varint::push_u64(outcomes, len as u64);
+    outcomes.reserve(len);
+    let before = outcomes.len();
+    let written = write(outcomes).and_then(|()| match outcomes.len() - before {
+        n if n == len => Ok(()),
+        n => Err(format!("the output wrote {n} bytes after announcing {len}")),
+    });
+    if written.is_err() {
+        outcomes.truncate(start);
+    }
+    written
+}
+
+/// The outcomes of one part, one at a time. Yields an error, and then nothing, on bytes that
+/// are not a sequence of outcomes, or on a part inside the part.
+#[derive(Debug, Clone)]
+pub struct PartOutcomes<'a> {
+    rest: &'a [u8],
+    failed: bool,
+}
+
+impl<'a> PartOutcomes<'a> {
+    /// The outcomes in `part`, as [`push_outcome`] wrote them.
+    pub fn new(part: &'a [u8]) -> Self {
+        PartOutcomes { rest: part, failed: false }
+    }
+
+    /// Counts the outcomes and finds the first that is not `Ok`, checking every one: what a
+    /// receiver wants to know of a part before it hands it on.
+    pub fn scan(part: &'a [u8]) -> Result<PartSummary, WireError> {
+        let mut summary = PartSummary { count: 0, errors: 0, first_error: None };
+        for outcome in PartOutcomes::new(part) {
+            if !matches!(outcome?, Outcome::Ok(_)) {
+                summary.first_error.get_or_insert(summary.count);
+                summary.errors += 1;
+            }
+            summary.count += 1;
+        }
+        Ok(summary)
+    }
+}
+
+/// What [`PartOutcomes::scan`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartSummary {
+    /// Outcomes in the part.
+    pub count: u32,
+    /// How many of them are not `Ok`.
+    pub errors: u32,
+    /// The position of the first outcome that is not `Ok`, if any.
+    pub first_error: Option<u32>,
+}
+
+impl<'a> Iterator for PartOutcomes<'a> {
+    type Item = Result<Outcome<'a>, WireError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed || self.rest.is_empty() {
+            return None;
+        }
+        let outcome = match postcard::take_from_bytes::<Outcome<'a>>(self.rest) {
+            Ok((Outcome::Part(_), _)) => Err(WireError::Unexpected("a part inside a part")),
+            Ok((outcome, rest)) => {
+                self.rest = rest;
+                Ok(outcome)
+            }
+            Err(err) => Err(err.into()),
+        };
+        self.failed = outcome.is_err();
+        Some(outcome)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::RemoteError;
+
+    #[test]
+    fn inputs_round_trip_and_their_count_is_checked() {
+        let mut inputs = Vec::new();
+        for input in [&b"a"[..], b"", &[7; 300]] {
+            push_input(&mut inputs, input);
+        }
+        let all: Vec<&[u8]> = ChunkInputs::new(&inputs, 3).map(Result::unwrap).collect();
+        assert_eq!(all, [&b"a"[..], b"", &[7; 300]]);
+        let fewer: Vec<_> = ChunkInputs::new(&inputs, 2).collect();
+        assert!(matches!(fewer[2], Err(WireError::TrailingBytes(_))), "{fewer:?}");
+        assert_eq!(fewer.len(), 3);
+        let more: Vec<_> = ChunkInputs::new(&inputs, 4).collect();
+        assert!(more[3].is_err() && more.len() == 4, "{more:?}");
+        let cut: Vec<_> = ChunkInputs::new(&inputs[..inputs.len() - 1], 3).collect();
+        assert!(cut[2].is_err() && cut.len() == 3, "{cut:?}");
+    }
+
+    #[test]
+    fn outcomes_round_trip_through_a_part() {
+        let mut part = Vec::new();
+        push_outcome(&mut part, &Outcome::Ok(&[1, 2, 3]));
+        push_ok_outcome_with(&mut part, 2, |out| {
+            out.extend_from_slice(&[4, 5]);
+            Ok(())
+        })
+        .unwrap();
+        let failed = Outcome::Failed(RemoteError { message: "no".into(), chain: vec![] });
+        push_outcome(&mut part, &failed);
+        push_outcome(&mut part, &Outcome::Cancelled);
+        let outcomes: Vec<Outcome<'_>> = PartOutcomes::new(&part).map(Result::unwrap).collect();
+        assert_eq!(
+            outcomes,
+            [Outcome::Ok(&[1, 2, 3]), Outcome::Ok(&[4, 5]), failed, Outcome::Cancelled]
+        );
+        let summary = PartOutcomes::scan(&part).unwrap();
+        assert_eq!(summary, PartSummary { count: 4, errors: 2, first_error: Some(2) });
+    }
+
+    #[test]
+    fn a_failed_write_leaves_the_part_as_it_was() {
+        let mut part = Vec::new();
+        push_outcome(&mut part, &Outcome::Ok(&[9]));
+        let before = part.clone();
+        let short = push_ok_outcome_with(&mut part, 4, |out| {
+            out.push(1);
+            Ok(())
+        });
+        assert!(short.is_err());
+        let failing = push_ok_outcome_with(&mut part, 4, |_| Err("no".into()));
+        assert_eq!(failing, Err("no".into()));
+        assert_eq!(part, before);
+    }
+
+    #[test]
+    fn garbage_and_nested_parts_are_refused() {
+        assert!(PartOutcomes::scan(&[0xff, 0xff, 0xff]).is_err());
+        let mut nested = Vec::new();
+        let _ = postcard::to_io(&Outcome::Part(&[]), &mut nested);
+        assert_eq!(PartOutcomes::scan(&nested), Err(WireError::Unexpected("a part inside a part")));
+        // Bytes announced but missing.
+        assert!(PartOutcomes::scan(&[0, 5, 1]).is_err());
+        assert_eq!(
+            PartOutcomes::scan(&[]).unwrap(),
+            PartSummary { count: 0, errors: 0, first_error: None }
+        );
+    }
+}
