@@ -7,8 +7,8 @@
 //! sleeps.
 
 use std::collections::{HashMap, HashSet};
-use std::future::Future;
 use std::io::Write as _;
+use std::ops::Range;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -16,21 +16,16 @@ use std::task::Poll;
 use std::time::Duration;
 
 use futures_core::Stream;
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
-use polyloop::{Pool, TaskError, TaskHandle};
+use nix::sys::signal::Signal;
+use polyloop::{Pool, PoolBuilder, TaskError, TaskHandle};
+use polyloop_tests_integration::{
+    PATIENCE, PROMPTLY, close, reaped, restarts, send_signal, within,
+};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::time::Instant;
-
-/// How long a lost worker, a cancellation or a kill may take to be noticed: the contract says
-/// one second, and the machine running the tests is loaded.
-const PROMPTLY: Duration = Duration::from_secs(3);
-
-/// A bound on waits that have no deadline in the contract, so a bug fails the test, not hang it.
-const PATIENCE: Duration = Duration::from_secs(60);
 
 /// Every test here starts worker processes, and one counts them: they run one at a time.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -271,6 +266,12 @@ impl Probe {
         self.path.to_string_lossy().into_owned()
     }
 
+    /// Submits a `hold` task reporting to this probe for each tag, and returns their handles by
+    /// tag.
+    fn hold_on(&self, pool: &Pool, tags: Range<u64>) -> HashMap<u64, TaskHandle<u32>> {
+        tags.map(|tag| (tag, pool.submit(hold, (self.addr(), tag)))).collect()
+    }
+
     /// Waits until `n` more tasks have started; returns them sorted by tag.
     async fn started(&self, n: usize) -> std::io::Result<Vec<Held>> {
         let accept_all = async {
@@ -317,12 +318,13 @@ impl Held {
         }
         Ok(false)
     }
-}
 
-async fn within<F: Future>(limit: Duration, what: &str, future: F) -> F::Output {
-    match tokio::time::timeout(limit, future).await {
-        Ok(output) => output,
-        Err(_) => panic!("{what}: still waiting after {limit:?}"),
+    /// Asserts that the task's drop guard reports within [`PROMPTLY`]: the task was cancelled in
+    /// its worker, not left to run there.
+    async fn assert_dropped(&mut self) -> std::io::Result<()> {
+        let dropped = within(PROMPTLY, "the drop guard", self.guard_ran()).await?;
+        assert!(dropped, "task {} was dropped in its worker", self.tag);
+        Ok(())
     }
 }
 
@@ -345,10 +347,6 @@ fn still_pending<O: serde::de::DeserializeOwned + 'static>(handle: &mut TaskHand
     Pin::new(handle).poll(&mut cx).is_pending()
 }
 
-fn sigkill(pid: u32) -> nix::Result<()> {
-    kill(Pid::from_raw(pid as i32), Signal::SIGKILL)
-}
-
 /// The pid a task error names (`pid 123` or `(pid 123)`).
 fn pid_named_in(err: &TaskError) -> Option<u32> {
     let message = err.message();
@@ -357,16 +355,37 @@ fn pid_named_in(err: &TaskError) -> Option<u32> {
     digits.parse().ok()
 }
 
-fn alive(pid: u32) -> bool {
-    std::path::Path::new(&format!("/proc/{pid}")).exists()
-}
-
 fn stats_by_pid(pool: &Pool, pid: u32) -> polyloop::WorkerStats {
     pool.stats()
         .workers
         .into_iter()
         .find(|w| w.pid == pid)
         .unwrap_or_else(|| panic!("no worker slot holds pid {pid}"))
+}
+
+/// Runs `test` on a pool from `builder` with its workers on each runtime a worker can have, and
+/// closes each pool after: on one thread the first poll runs in the worker's reader, on several
+/// in a tokio task.
+async fn on_each_child_runtime(
+    builder: impl Fn() -> PoolBuilder,
+    test: impl AsyncFn(&Pool) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    for builder in [builder(), builder().child_threads(2)] {
+        let pool = builder.build().await?;
+        test(&pool).await?;
+        close(&pool).await?;
+    }
+    Ok(())
+}
+
+/// Asserts that the pool's one worker, `pid`, serves the next task and was never restarted: what
+/// failed before failed its own task alone.
+async fn assert_serves_on(pool: &Pool, pid: u32) -> anyhow::Result<()> {
+    let next = within(PATIENCE, "the next task", pool.apply(whoami, 0)).await?;
+    assert_eq!(next, pid, "the same worker serves the next task");
+    let stats = pool.stats();
+    assert_eq!(stats.workers[0].restarts, 0, "{stats:?}");
+    Ok(())
 }
 
 /// Lets every held task return, and checks each returns the pid it reported.
@@ -401,8 +420,7 @@ async fn lose_a_worker(death: Death) -> anyhow::Result<()> {
     let probe = Probe::new()?;
     // No prefetch: each worker holds exactly its four running tasks.
     let pool = Pool::builder().processes(2).child_concurrency(4).prefetch(0).build().await?;
-    let mut handles: HashMap<u64, TaskHandle<u32>> =
-        (0..9).map(|tag| (tag, pool.submit(hold, (probe.addr(), tag)))).collect();
+    let mut handles = probe.hold_on(&pool, 0..9);
     let held = probe.started(8).await?;
     assert!(held.iter().all(|task| task.tag < 8), "the ninth task waits in the queue");
     let victim = held[0].pid;
@@ -413,7 +431,7 @@ async fn lose_a_worker(death: Death) -> anyhow::Result<()> {
     let survivor = kept[0].pid;
 
     match death {
-        Death::Killed => sigkill(victim)?,
+        Death::Killed => send_signal(victim, Signal::SIGKILL)?,
         Death::Exited => lost[1].order("exit 7").await?,
     }
     let deadline = Instant::now() + PROMPTLY;
@@ -448,9 +466,8 @@ async fn lose_a_worker(death: Death) -> anyhow::Result<()> {
     }
     assert_eq!(stats.workers[victim_idx].pid, replacement, "{stats:?}");
     assert_eq!(stats.workers[victim_idx].tasks_failed, 4, "{stats:?}");
-    assert!(!alive(victim), "the dead worker was reaped");
-    within(PATIENCE, "close", pool.close()).await?;
-    Ok(())
+    assert!(reaped(victim), "the dead worker was reaped");
+    close(&pool).await
 }
 
 /// The processes whose parent is this one, and the zombies among them.
@@ -523,15 +540,14 @@ async fn retries_rerun_lost_tasks_on_another_worker_then_give_up() -> anyhow::Re
     let probe = Probe::new()?;
     let pool =
         Pool::builder().processes(2).child_concurrency(4).prefetch(0).retries(1).build().await?;
-    let mut handles: HashMap<u64, TaskHandle<u32>> =
-        (0..8).map(|tag| (tag, pool.submit(hold, (probe.addr(), tag)))).collect();
+    let mut handles = probe.hold_on(&pool, 0..8);
     let held = probe.started(8).await?;
     let first_victim = held[0].pid;
     let (lost, mut kept): (Vec<Held>, Vec<Held>) =
         held.into_iter().partition(|task| task.pid == first_victim);
     let lost_tags: Vec<u64> = lost.iter().map(|task| task.tag).collect();
     let survivor = kept[0].pid;
-    sigkill(first_victim)?;
+    send_signal(first_victim, Signal::SIGKILL)?;
 
     // The survivor is full, so the four lost tasks run again on the replacement.
     let rerun = probe.started(4).await?;
@@ -544,7 +560,7 @@ async fn retries_rerun_lost_tasks_on_another_worker_then_give_up() -> anyhow::Re
     }
 
     // The retry is spent: losing the replacement fails them.
-    sigkill(second_victim)?;
+    send_signal(second_victim, Signal::SIGKILL)?;
     let deadline = Instant::now() + PROMPTLY;
     for tag in &lost_tags {
         let err = failure_by(deadline, handles.remove(tag).expect("handle")).await;
@@ -552,10 +568,8 @@ async fn retries_rerun_lost_tasks_on_another_worker_then_give_up() -> anyhow::Re
         assert!(err.message().contains(&format!("pid {second_victim}")), "{err}");
     }
     release_all(&mut kept, &mut handles).await?;
-    let restarts: u64 = pool.stats().workers.iter().map(|w| w.restarts).sum();
-    assert_eq!(restarts, 2);
-    within(PATIENCE, "close", pool.close()).await?;
-    Ok(())
+    assert_eq!(restarts(&pool), 2);
+    close(&pool).await
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -565,16 +579,9 @@ async fn retries_rerun_lost_tasks_on_another_worker_then_give_up() -> anyhow::Re
 async fn panic_fails_only_its_task_and_the_worker_serves_on() -> anyhow::Result<()> {
     let _serial = SERIAL.lock().await;
     let probe = Probe::new()?;
-    // On one thread the first poll runs in the worker's reader; on several, in a tokio task.
-    for child_threads in [None, Some(2)] {
-        let builder = Pool::builder().processes(1).child_concurrency(4);
-        let builder = match child_threads {
-            Some(threads) => builder.child_threads(threads),
-            None => builder,
-        };
-        let pool = builder.build().await?;
-        let mut handles: HashMap<u64, TaskHandle<u32>> =
-            (0..3).map(|tag| (tag, pool.submit(hold, (probe.addr(), tag)))).collect();
+    let builder = || Pool::builder().processes(1).child_concurrency(4);
+    on_each_child_runtime(builder, async |pool: &Pool| {
+        let mut handles = probe.hold_on(pool, 0..3);
         let mut held = probe.started(3).await?;
         let pid = held[0].pid;
 
@@ -596,12 +603,11 @@ async fn panic_fails_only_its_task_and_the_worker_serves_on() -> anyhow::Result<
 
         // Its neighbours run on, and the same process serves the next task.
         release_all(&mut held, &mut handles).await?;
-        assert_eq!(within(PATIENCE, "the next task", pool.apply(whoami, 0)).await?, pid);
-        let stats = pool.stats();
-        assert_eq!((stats.workers[0].restarts, stats.workers[0].tasks_failed), (0, 2), "{stats:?}");
-        within(PATIENCE, "close", pool.close()).await?;
-    }
-    Ok(())
+        assert_serves_on(pool, pid).await?;
+        assert_eq!(pool.stats().workers[0].tasks_failed, 2);
+        Ok(())
+    })
+    .await
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -619,15 +625,10 @@ async fn overrunning_async_task_is_cancelled_in_its_worker() -> anyhow::Result<(
 
     let err = within(PATIENCE, "the timeout", handle).await.expect_err("the task timed out");
     assert!(err.is_timeout(), "{err}");
-    assert!(
-        within(PROMPTLY, "the drop guard", held[0].guard_ran()).await?,
-        "the task was dropped in its worker"
-    );
+    held[0].assert_dropped().await?;
     // Cancelled cooperatively: the same process serves on.
-    assert_eq!(within(PATIENCE, "the next task", pool.apply(whoami, 0)).await?, pid);
-    assert_eq!(pool.stats().workers[0].restarts, 0);
-    within(PATIENCE, "close", pool.close()).await?;
-    Ok(())
+    assert_serves_on(&pool, pid).await?;
+    close(&pool).await
 }
 
 #[tokio::test]
@@ -692,11 +693,10 @@ async fn block_a_worker(retries: u32) -> anyhow::Result<()> {
             assert_eq!(pid, replacement, "the {which} task ran again on the replacement");
         }
     }
-    assert!(!alive(blocked), "the blocked worker was reaped");
+    assert!(reaped(blocked), "the blocked worker was reaped");
     let stats = pool.stats();
     assert_eq!((stats.workers[0].restarts, stats.workers[0].pid), (1, replacement), "{stats:?}");
-    within(PATIENCE, "close", pool.close()).await?;
-    Ok(())
+    close(&pool).await
 }
 
 /// A worker stopped with SIGSTOP while it holds a task, with no task timeout set: its heartbeat
@@ -716,7 +716,7 @@ async fn a_stopped_worker_is_declared_dead_by_its_silence() -> anyhow::Result<()
             .await?;
         let held = pool.submit(hold, (probe.addr(), 0));
         let stopped = probe.started(1).await?.remove(0);
-        kill(Pid::from_raw(stopped.pid as i32), Signal::SIGSTOP)?;
+        send_signal(stopped.pid, Signal::SIGSTOP)?;
         if retries == 0 {
             let err = failure_by(Instant::now() + timeout + PROMPTLY, held).await;
             assert!(err.is_worker_lost(), "the stopped worker's task was lost: {err}");
@@ -728,9 +728,9 @@ async fn a_stopped_worker_is_declared_dead_by_its_silence() -> anyhow::Result<()
             again.order("go").await?;
             assert_eq!(within(PATIENCE, "the retried task", held).await?, again.pid);
         }
-        assert!(!alive(stopped.pid), "the stopped worker was killed and reaped");
-        assert_eq!(pool.stats().workers[0].restarts, 1);
-        within(PATIENCE, "close", pool.close()).await?;
+        assert!(reaped(stopped.pid), "the stopped worker was killed and reaped");
+        assert_eq!(restarts(&pool), 1);
+        close(&pool).await?;
     }
     Ok(())
 }
@@ -748,9 +748,8 @@ async fn a_worker_busy_in_a_blocking_task_still_beats() -> anyhow::Result<()> {
     let pid = pool.stats().workers[0].pid;
     // 2 s of a blocked thread: ten heartbeat timeouts.
     assert_eq!(within(PATIENCE, "the blocking task", pool.apply(block_for, 2_000)).await?, pid);
-    assert_eq!(pool.stats().workers[0].restarts, 0);
-    within(PATIENCE, "close", pool.close()).await?;
-    Ok(())
+    assert_serves_on(&pool, pid).await?;
+    close(&pool).await
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -760,24 +759,14 @@ async fn a_worker_busy_in_a_blocking_task_still_beats() -> anyhow::Result<()> {
 async fn dropping_a_handle_cancels_its_task_in_the_worker() -> anyhow::Result<()> {
     let _serial = SERIAL.lock().await;
     let probe = Probe::new()?;
-    for child_threads in [None, Some(2)] {
-        let builder = Pool::builder().processes(1).child_concurrency(2).prefetch(0);
-        let builder = match child_threads {
-            Some(threads) => builder.child_threads(threads),
-            None => builder,
-        };
-        let pool = builder.build().await?;
-        let handles: Vec<_> = (0..2).map(|tag| pool.submit(hold, (probe.addr(), tag))).collect();
+    let builder = || Pool::builder().processes(1).child_concurrency(2).prefetch(0);
+    on_each_child_runtime(builder, async |pool: &Pool| {
+        let handles = probe.hold_on(pool, 0..2);
         let mut held = probe.started(2).await?;
         drop(handles);
-        for task in &mut held {
-            let dropped = within(PROMPTLY, "the drop guard", task.guard_ran()).await?;
-            assert!(dropped, "task {} was dropped in its worker", task.tag);
-        }
-        assert_bookkeeping_emptied(&pool, &probe, 2).await?;
-        within(PATIENCE, "close", pool.close()).await?;
-    }
-    Ok(())
+        assert_cancelled_cleanly(pool, &probe, &mut held, 2).await
+    })
+    .await
 }
 
 #[tokio::test]
@@ -801,14 +790,9 @@ async fn dropping_a_map_stream_cancels_its_tasks_in_the_workers() -> anyhow::Res
         let mut held = probe.started(8).await?;
         assert_eq!(held.iter().map(|task| task.pid).collect::<HashSet<_>>().len(), 2);
         drop(stream);
-        for task in &mut held {
-            let dropped = within(PROMPTLY, "the drop guard", task.guard_ran()).await?;
-            assert!(dropped, "task {} was dropped in its worker", task.tag);
-        }
-        assert_bookkeeping_emptied(&pool, &probe, 8).await?;
+        assert_cancelled_cleanly(&pool, &probe, &mut held, 8).await?;
     }
-    within(PATIENCE, "close", pool.close()).await?;
-    Ok(())
+    close(&pool).await
 }
 
 #[tokio::test]
@@ -829,23 +813,28 @@ async fn a_failing_map_cancels_its_other_tasks_in_the_workers() -> anyhow::Resul
             .await;
     let err = result.expect_err("one task panicked");
     assert!(err.is_panic(), "map fails fast with the panic: {err}");
-    for task in held?.iter_mut().filter(|task| task.tag != failing_tag as u64) {
-        let dropped = within(PROMPTLY, "the drop guard", task.guard_ran()).await?;
-        assert!(dropped, "task {} was dropped in its worker", task.tag);
-    }
-    assert_bookkeeping_emptied(&pool, &probe, 8).await?;
-    within(PATIENCE, "close", pool.close()).await?;
-    Ok(())
+    let mut others = held?;
+    others.retain(|task| task.tag != failing_tag as u64);
+    assert_cancelled_cleanly(&pool, &probe, &mut others, 8).await?;
+    close(&pool).await
 }
 
-/// Checks that cancelled tasks left nothing behind: every worker takes its full credit again
-/// (which it could not if the cancelled tasks still counted), no cancelled task that was still
-/// queued starts, and once the new tasks are done nothing is in flight or queued.
-async fn assert_bookkeeping_emptied(pool: &Pool, probe: &Probe, credit: u64) -> anyhow::Result<()> {
+/// Checks that the `cancelled` tasks, which were running, are dropped in their workers, and that
+/// they and any cancelled ones still queued left nothing behind: every worker takes its full
+/// `credit` again (which it could not if the cancelled tasks still counted), no cancelled task
+/// that was still queued starts, and once the new tasks are done nothing is in flight or queued.
+async fn assert_cancelled_cleanly(
+    pool: &Pool,
+    probe: &Probe,
+    cancelled: &mut [Held],
+    credit: u64,
+) -> anyhow::Result<()> {
+    for task in cancelled {
+        task.assert_dropped().await?;
+    }
     // Tags apart from the cancelled tasks' ones, which were all below 1000.
     let tags = 1000..1000 + credit;
-    let mut handles: HashMap<u64, TaskHandle<u32>> =
-        tags.clone().map(|tag| (tag, pool.submit(hold, (probe.addr(), tag)))).collect();
+    let mut handles = probe.hold_on(pool, tags.clone());
     let mut held = probe.started(credit as usize).await?;
     let started: Vec<u64> = held.iter().map(|task| task.tag).collect();
     assert!(started.iter().all(|tag| tags.contains(tag)), "a cancelled task started: {started:?}");
@@ -906,10 +895,8 @@ async fn serialization_failures_fail_one_task_and_the_worker_lives_on() -> anyho
     }
     assert!(next(&mut ins).await.is_none() && next(&mut outs).await.is_none());
 
-    assert_eq!(within(PATIENCE, "whoami", pool.apply(whoami, 0)).await?, pid, "same worker");
-    assert_eq!(pool.stats().workers[0].restarts, 0);
-    within(PATIENCE, "close", pool.close()).await?;
-    Ok(())
+    assert_serves_on(&pool, pid).await?;
+    close(&pool).await
 }
 
 #[tokio::test]
@@ -928,8 +915,7 @@ async fn serialization_failures_carry_the_value_s_own_reason() -> anyhow::Result
         let err = result.expect_err("a picky value fails its task");
         assert!(err.message().contains(reason), "{err}");
     }
-    within(PATIENCE, "close", pool.close()).await?;
-    Ok(())
+    close(&pool).await
 }
 
 /// A value nested deeper than the limit fails its own task with an error naming the limit, in
@@ -967,9 +953,8 @@ async fn values_nested_past_the_limit_fail_their_task_and_nothing_else() -> anyh
         assert!(err.message().contains("limit of 128 levels"), "{side}: {err}");
     }
     // The worker decoded nothing past the limit, so it never died and no retry ran.
-    assert_eq!(within(PATIENCE, "whoami", pool.apply(whoami, 0)).await?, pid, "same worker");
-    assert_eq!(pool.stats().workers[0].restarts, 0);
-    within(PATIENCE, "close", pool.close()).await?;
+    assert_serves_on(&pool, pid).await?;
+    close(&pool).await?;
 
     // The limit is the pool's, on both sides.
     let pool = Pool::builder().processes(1).max_nesting(1001).build().await?;
@@ -979,8 +964,7 @@ async fn values_nested_past_the_limit_fail_their_task_and_nothing_else() -> anyh
     assert!(err.expect_err("past the limit").message().contains("limit of 1001 levels"));
     let err = within(PATIENCE, "501 out", pool.apply(deep_out, 501)).await;
     assert!(err.expect_err("past the limit").message().contains("limit of 1001 levels"));
-    within(PATIENCE, "close", pool.close()).await?;
-    Ok(())
+    close(&pool).await
 }
 
 /// The resident set of process `pid` in KiB, from `/proc` (Linux only).
@@ -1023,8 +1007,7 @@ async fn memory_returns_after_one_large_task() -> anyhow::Result<()> {
     eprintln!("after 128 MiB each way: parent +{parent_mib} MiB, worker +{worker_mib} MiB");
     assert!(parent_mib < 16, "the parent kept {parent_mib} MiB of a {LARGE}-byte task");
     assert!(worker_mib < 16, "the worker kept {worker_mib} MiB of a {LARGE}-byte task");
-    within(PATIENCE, "close", pool.close()).await?;
-    Ok(())
+    close(&pool).await
 }
 
 async fn next<S: Stream + Unpin>(stream: &mut S) -> Option<S::Item> {
@@ -1082,8 +1065,7 @@ impl Cycle {
                 for handle in handles {
                     let _ = handle.await;
                 }
-                let restarts: u64 = pool.stats().workers.iter().map(|w| w.restarts).sum();
-                assert!(restarts >= 1, "tasks 8 and 18 ended their worker");
+                assert!(restarts(&pool) >= 1, "tasks 8 and 18 ended their worker");
             }
         }
         Ok(())
@@ -1123,7 +1105,7 @@ async fn max_tasks_per_child_stays_exact_under_faults_and_close_reaps() -> anyho
         Pool::builder().processes(2).child_concurrency(3).max_tasks_per_child(max).build().await?;
     let handles: Vec<_> = (0..80u64).map(|i| pool.submit(mixed, i)).collect();
     // Close while the faults happen: it must still drain every task and reap every worker.
-    within(PATIENCE, "close", pool.close()).await?;
+    close(&pool).await?;
 
     let mut per_pid: HashMap<u32, u64> = HashMap::new();
     let mut exited = HashSet::new();
@@ -1158,7 +1140,7 @@ async fn max_tasks_per_child_stays_exact_under_faults_and_close_reaps() -> anyho
     assert_eq!(restarts, exited.len() as u64, "each exit counted as one restart: {stats:?}");
     let (children, zombies) = own_children();
     for pid in per_pid.keys() {
-        assert!(!children.contains(pid) && !alive(*pid), "worker {pid} was reaped");
+        assert!(!children.contains(pid) && reaped(*pid), "worker {pid} was reaped");
     }
     assert!(zombies.is_empty(), "zombies: {zombies:?}");
     Ok(())

@@ -9,18 +9,12 @@ use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
-use nix::sys::signal::{Signal, kill, killpg};
+use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
+use polyloop_tests_integration::{PATIENCE, PROMPTLY, reaped, send_signal};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStderr, ChildStdout, Command};
 use tokio::time::Instant;
-
-/// How long workers may take to go after their parent: the contract says one second, and the
-/// machine running the tests is loaded.
-const PROMPTLY: Duration = Duration::from_secs(3);
-
-/// A bound on waits that have no deadline in the contract, so a bug fails the test, not hang it.
-const PATIENCE: Duration = Duration::from_secs(60);
 
 const ORPHAN_PARENT: &str = env!("CARGO_BIN_EXE_orphan_parent");
 
@@ -94,6 +88,24 @@ impl Parent {
         Ok(text)
     }
 
+    /// Sends `signal` to the parent's process group and checks that the parent, not the signal,
+    /// ends its workers: they serve on, the parent ends its pool as its line `ending` says, reaps
+    /// every worker and exits 0, and neither it nor they print anything on stderr.
+    async fn assert_shuts_down_on(&mut self, signal: Signal, ending: &str) -> anyhow::Result<()> {
+        killpg(Pid::from_raw(self.pid as i32), signal)?;
+        assert_eq!(self.line().await?, format!("received {signal}"));
+        assert_eq!(self.line().await?, "served 8 tasks, 0 by other workers, 0 restarts");
+        assert_eq!(self.line().await?, ending);
+        assert_eq!(self.line().await?, "unreaped: []");
+        let status = self.wait().await?;
+        assert!(status.success(), "{status}");
+        assert_eq!(self.stderr().await?, "", "no output from the parent or the workers");
+        for &worker in &self.workers {
+            assert!(reaped(worker), "worker {worker} was reaped by its parent");
+        }
+        Ok(())
+    }
+
     /// Waits until every worker has exited; returns those still running at the deadline. The
     /// workers are not our children, so there is no event to wait on: poll /proc.
     async fn workers_exit_by(&self, deadline: Instant) -> Vec<u32> {
@@ -115,7 +127,7 @@ impl Drop for Parent {
         for &pid in &self.workers {
             let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
             if !exited(pid) && exe.is_some() && exe == program {
-                let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+                let _ = send_signal(pid, Signal::SIGKILL);
             }
         }
     }
@@ -133,17 +145,13 @@ fn exited(pid: u32) -> bool {
     }
 }
 
-fn gone_entirely(pid: u32) -> bool {
-    !PathBuf::from(format!("/proc/{pid}")).exists()
-}
-
 // ---------------------------------------------------------------------------------------------
 // 5. The parent dies.
 
 #[tokio::test]
 async fn sigkill_of_the_parent_ends_every_worker_within_a_second() -> anyhow::Result<()> {
     let mut parent = Parent::start("hold").await?;
-    kill(Pid::from_raw(parent.pid as i32), Signal::SIGKILL)?;
+    send_signal(parent.pid, Signal::SIGKILL)?;
     let deadline = Instant::now() + PROMPTLY;
     let status = parent.wait().await?;
     assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(9), "{status}");
@@ -169,7 +177,7 @@ async fn sigkill_of_the_parent_ends_workers_blocked_in_a_task() -> anyhow::Resul
     let mut workers = parent.workers.clone();
     workers.sort_unstable();
     assert_eq!(spinning, workers, "each worker blocks in a task");
-    kill(Pid::from_raw(parent.pid as i32), Signal::SIGKILL)?;
+    send_signal(parent.pid, Signal::SIGKILL)?;
     let deadline = Instant::now() + PROMPTLY;
     parent.wait().await?;
     let running = parent.workers_exit_by(deadline).await;
@@ -202,37 +210,15 @@ async fn sigint_to_the_group_leaves_shutdown_to_the_parent_s_close() -> anyhow::
     let mut parent = Parent::start("close").await?;
     // Even aimed at a worker itself, SIGINT is the parent's business: the worker ignores it.
     for &worker in &parent.workers {
-        kill(Pid::from_raw(worker as i32), Signal::SIGINT)?;
+        send_signal(worker, Signal::SIGINT)?;
     }
-    killpg(Pid::from_raw(parent.pid as i32), Signal::SIGINT)?;
-    assert_eq!(parent.line().await?, "received SIGINT");
-    assert_eq!(parent.line().await?, "served 8 tasks, 0 by other workers, 0 restarts");
-    assert_eq!(parent.line().await?, "closed after 4 tasks");
-    assert_eq!(parent.line().await?, "unreaped: []");
-    let status = parent.wait().await?;
-    assert!(status.success(), "{status}");
-    assert_eq!(parent.stderr().await?, "", "no output from the parent or the workers");
-    for &worker in &parent.workers {
-        assert!(gone_entirely(worker), "worker {worker} was reaped by its parent");
-    }
-    Ok(())
+    parent.assert_shuts_down_on(Signal::SIGINT, "closed after 4 tasks").await
 }
 
 #[tokio::test]
 async fn sigterm_to_the_group_leaves_shutdown_to_the_parent_s_drop() -> anyhow::Result<()> {
     let mut parent = Parent::start("drop").await?;
-    killpg(Pid::from_raw(parent.pid as i32), Signal::SIGTERM)?;
-    assert_eq!(parent.line().await?, "received SIGTERM");
-    assert_eq!(parent.line().await?, "served 8 tasks, 0 by other workers, 0 restarts");
-    assert_eq!(parent.line().await?, "dropped with 4 tasks cancelled");
-    assert_eq!(parent.line().await?, "unreaped: []");
-    let status = parent.wait().await?;
-    assert!(status.success(), "{status}");
-    assert_eq!(parent.stderr().await?, "", "no output from the parent or the workers");
-    for &worker in &parent.workers {
-        assert!(gone_entirely(worker), "worker {worker} was reaped by its parent");
-    }
-    Ok(())
+    parent.assert_shuts_down_on(Signal::SIGTERM, "dropped with 4 tasks cancelled").await
 }
 
 // ---------------------------------------------------------------------------------------------
