@@ -381,6 +381,7 @@ impl<'a> Driver<'a> {
         // Cannot fail: the inputs were kept under the frame limit.
         let _ = encode_frame(&ToChild::Chunk(frame), &mut self.out, &conn.limits);
         let id = self.in_flight.insert(Sent::new(job, now));
+        tracing::trace!(id, inputs = count, "chunk sent");
         self.watchdog.handle_sent(id, now);
         self.flow.handle_sent(count);
     }
