@@ -276,8 +276,8 @@ impl Drop for Pool {
         }
         for shard in &self.shared.shards {
             shard.queue.close();
-            while let Some(chunk) = shard.queue.try_pop() {
-                for job in chunk {
+            while let Some(bundle) = shard.queue.try_pop() {
+                for job in bundle {
                     let name = job.key.name;
                     let err = TaskError::new(Kind::Cancelled, name, "the pool was dropped");
                     self.shared.resolve(job, Err(err));

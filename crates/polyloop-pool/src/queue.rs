@@ -1,7 +1,7 @@
-//! A shard's queue: chunks of jobs on an async channel, with a count of the tasks inside.
+//! A shard's queue: bundles of jobs on an async channel, with a count of the tasks inside.
 //!
-//! Jobs travel in chunks (a map submits everything its window allows as one), so the channel's
-//! cost (a lock and a wake-up) is paid per chunk, not per task. A driver takes what it has credit
+//! Jobs travel in bundles (a map submits everything its window allows as one), so the channel's
+//! cost (a lock and a wake-up) is paid per bundle, not per task. A driver takes what it has credit
 //! for and puts the rest back for the other workers.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -12,18 +12,18 @@ use crate::job::Job;
 
 /// Jobs that travel together; a deque, so a driver takes from the front and puts the rest back
 /// without moving it.
-pub(crate) type Chunk = VecDeque<Job>;
+pub(crate) type Bundle = VecDeque<Job>;
 
-/// The tasks in a chunk: a job may be many.
-pub(crate) fn tasks(chunk: &Chunk) -> usize {
-    chunk.iter().map(Job::len).sum()
+/// The tasks in a bundle: a job may be many.
+pub(crate) fn tasks(bundle: &Bundle) -> usize {
+    bundle.iter().map(Job::len).sum()
 }
 
 #[derive(Debug)]
 pub(crate) struct Queue {
-    tx: async_channel::Sender<Chunk>,
-    rx: async_channel::Receiver<Chunk>,
-    /// Tasks (not jobs or chunks) in the channel.
+    tx: async_channel::Sender<Bundle>,
+    rx: async_channel::Receiver<Bundle>,
+    /// Tasks (not jobs or bundles) in the channel.
     queued: AtomicUsize,
 }
 
@@ -33,28 +33,28 @@ impl Queue {
         Queue { tx, rx, queued: AtomicUsize::new(0) }
     }
 
-    /// Queues a chunk; hands it back if the queue is closed.
-    pub(crate) fn push(&self, chunk: Chunk) -> Result<(), Chunk> {
-        let n = tasks(&chunk);
+    /// Queues a bundle; hands it back if the queue is closed.
+    pub(crate) fn push(&self, bundle: Bundle) -> Result<(), Bundle> {
+        let n = tasks(&bundle);
         self.queued.fetch_add(n, Ordering::Relaxed);
-        self.tx.try_send(chunk).map_err(|err| {
+        self.tx.try_send(bundle).map_err(|err| {
             self.queued.fetch_sub(n, Ordering::Relaxed);
             err.into_inner()
         })
     }
 
-    /// The next chunk; `None` once the queue is closed and empty.
-    pub(crate) async fn pop(&self) -> Option<Chunk> {
-        let chunk = self.rx.recv().await.ok()?;
-        self.queued.fetch_sub(tasks(&chunk), Ordering::Relaxed);
-        Some(chunk)
+    /// The next bundle; `None` once the queue is closed and empty.
+    pub(crate) async fn pop(&self) -> Option<Bundle> {
+        let bundle = self.rx.recv().await.ok()?;
+        self.queued.fetch_sub(tasks(&bundle), Ordering::Relaxed);
+        Some(bundle)
     }
 
-    /// The next chunk if one is queued.
-    pub(crate) fn try_pop(&self) -> Option<Chunk> {
-        let chunk = self.rx.try_recv().ok()?;
-        self.queued.fetch_sub(tasks(&chunk), Ordering::Relaxed);
-        Some(chunk)
+    /// The next bundle if one is queued.
+    pub(crate) fn try_pop(&self) -> Option<Bundle> {
+        let bundle = self.rx.try_recv().ok()?;
+        self.queued.fetch_sub(tasks(&bundle), Ordering::Relaxed);
+        Some(bundle)
     }
 
     /// Tasks waiting.

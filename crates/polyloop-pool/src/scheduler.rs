@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 /// A read-only view of the pool's queues, for a [`Scheduler`] to choose from.
 pub struct QueueLoads<'a> {
     pub(crate) shards: &'a [crate::shared::Shard],
-    /// Tasks of the chunk being scheduled that were already assigned to each queue.
+    /// Tasks of the bundle being scheduled that were already assigned to each queue.
     pub(crate) pending: &'a [usize],
 }
 

@@ -15,7 +15,7 @@ use crate::connection::RemoteRegistry;
 use crate::error::Kind;
 use crate::job::{Input, Inputs, Job, RawResult, Reply, StreamTx, TaskKey, input_error};
 use crate::process::WorkerProc;
-use crate::queue::{self, Chunk, Queue};
+use crate::queue::{self, Bundle, Queue};
 use crate::scheduler::{QueueLoads, Scheduler};
 use crate::stats::WorkerCounters;
 
@@ -135,10 +135,10 @@ impl Shared {
         }
     }
 
-    /// Queues a chunk of jobs, or resolves them at once if the pool is closed.
-    pub(crate) fn enqueue(&self, chunk: impl Into<Chunk>) {
-        let chunk: Chunk = chunk.into();
-        if chunk.is_empty() {
+    /// Queues a bundle of jobs, or resolves them at once if the pool is closed.
+    pub(crate) fn enqueue(&self, bundle: impl Into<Bundle>) {
+        let bundle: Bundle = bundle.into();
+        if bundle.is_empty() {
             return;
         }
         if self.closing.load(Ordering::Acquire) {
@@ -146,21 +146,21 @@ impl Shared {
                 true => RUNTIME_GONE,
                 false => "the pool is closed",
             };
-            for job in chunk {
+            for job in bundle {
                 let name = job.key.name;
                 job.resolve(Err(TaskError::new(Kind::PoolClosed, name, why)));
             }
             return;
         }
-        self.outstanding.fetch_add(queue::tasks(&chunk), Ordering::AcqRel);
+        self.outstanding.fetch_add(queue::tasks(&bundle), Ordering::AcqRel);
         let n_queues = self.shards.len();
         if n_queues == 1 {
-            return self.requeue(0, chunk, Kind::PoolClosed, "the pool is closed");
+            return self.requeue(0, bundle, Kind::PoolClosed, "the pool is closed");
         }
-        // The scheduler chooses per task; each queue then gets one chunk of its tasks.
-        let mut per_queue: Vec<Chunk> = (0..n_queues).map(|_| Chunk::new()).collect();
+        // The scheduler chooses per task; each queue then gets one bundle of its tasks.
+        let mut per_queue: Vec<Bundle> = (0..n_queues).map(|_| Bundle::new()).collect();
         let mut pending = vec![0; n_queues];
-        for job in chunk {
+        for job in bundle {
             // A map's inputs are spread in pieces, one pick per piece.
             let piece = job.len().div_ceil(n_queues).max(MIN_PIECE);
             let mut rest = Some(job);
@@ -188,13 +188,19 @@ impl Shared {
     }
 
     /// Puts jobs (back) in queue `queue_idx`; if it is closed, they fail with `kind`.
-    pub(crate) fn requeue(&self, queue_idx: usize, chunk: impl Into<Chunk>, kind: Kind, why: &str) {
-        let chunk: Chunk = chunk.into();
-        if chunk.is_empty() {
+    pub(crate) fn requeue(
+        &self,
+        queue_idx: usize,
+        bundle: impl Into<Bundle>,
+        kind: Kind,
+        why: &str,
+    ) {
+        let bundle: Bundle = bundle.into();
+        if bundle.is_empty() {
             return;
         }
-        if let Err(chunk) = self.shards[queue_idx].queue.push(chunk) {
-            for job in chunk {
+        if let Err(bundle) = self.shards[queue_idx].queue.push(bundle) {
+            for job in bundle {
                 let name = job.key.name;
                 self.resolve(job, Err(TaskError::new(kind, name, why)));
             }
@@ -271,10 +277,10 @@ impl Shared {
         self.runtime_gone.store(true, Ordering::Release);
         self.closing.store(true, Ordering::Release);
         for shard in &self.shards {
-            // Closed first: a chunk pushed before that is drained below, one pushed after fails.
+            // Closed first: a bundle pushed before that is drained below, one pushed after fails.
             shard.queue.close();
-            while let Some(chunk) = shard.queue.try_pop() {
-                for job in chunk {
+            while let Some(bundle) = shard.queue.try_pop() {
+                for job in bundle {
                     let name = job.key.name;
                     self.resolve(job, Err(TaskError::new(Kind::PoolClosed, name, RUNTIME_GONE)));
                 }

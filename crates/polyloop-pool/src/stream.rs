@@ -14,7 +14,7 @@ use crate::job::{
     InputBuf, Output, Part, RawResult, Reply, StreamResult, StreamRx, StreamSink, StreamTx,
     input_error, take, take_outcome,
 };
-use crate::queue::Chunk;
+use crate::queue::Bundle;
 use crate::shared::Shared;
 
 /// Where a map's inputs come from: an iterator, or a stream wrapped in [`from_stream`].
@@ -239,7 +239,7 @@ impl<T: TaskSpec, S: InputSource<T::Input>> MapStream<T, S> {
     fn submit(&mut self, buf: InputBuf, first: u64) {
         if let Some(inputs) = buf.finish() {
             let job = self.shared.make_many::<T>(inputs, first, Arc::clone(&self.tx));
-            self.shared.enqueue(Chunk::from([job]));
+            self.shared.enqueue(Bundle::from([job]));
         }
     }
 
@@ -285,7 +285,7 @@ impl<T: TaskSpec, S: InputSource<T::Input>> MapStream<T, S> {
             return Poll::Ready(None);
         }
         loop {
-            // Refill only once half the window is free, then up to the full window, as one chunk:
+            // Refill only once half the window is free, then up to the full window, as one bundle:
             // topping up one input per result taken would send every task through the queue on
             // its own.
             let low_water = this.window / 2;

@@ -42,8 +42,8 @@ pub(crate) async fn supervise(shared: Arc<Shared>, worker_idx: usize, first: Con
                     if shard.live.load(Ordering::Acquire) == 0 {
                         // Nobody serves this queue now: fail what waits rather than let it hang.
                         let why = format!("no worker could be started for its queue: {err}");
-                        while let Some(chunk) = shard.queue.try_pop() {
-                            for job in chunk {
+                        while let Some(bundle) = shard.queue.try_pop() {
+                            for job in bundle {
                                 let name = job.key.name;
                                 shared.resolve(
                                     job,

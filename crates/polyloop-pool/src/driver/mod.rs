@@ -29,7 +29,7 @@ use crate::connection::Connection;
 use crate::error::Kind;
 use crate::in_flight::InFlight;
 use crate::job::{Input, Job, Output, Part, Reply, StreamBatch, TaskKey};
-use crate::queue::{self, Chunk};
+use crate::queue::{self, Bundle};
 use crate::shared::{Seat, Shard, Shared};
 
 /// Serves seat `worker_idx` with the worker on `conn` until it retires or dies.
@@ -196,14 +196,14 @@ impl<'a> Driver<'a> {
                 () = self.seat.sweep.notified() => self.sweep(&mut conn).await,
                 // Another worker of the queue stopped listening: look at the queue again.
                 () = self.seat.reconsider.notified(), if able && !can_take => {}
-                chunk = self.shard.queue.pop(), if can_take => match chunk {
-                    Some(chunk) => {
+                bundle = self.shard.queue.pop(), if can_take => match bundle {
+                    Some(bundle) => {
                         let now = Instant::now();
-                        self.take_chunk(chunk, &conn, now);
-                        // More chunks, while there is room for them (e.g. several small submits).
+                        self.take_bundle(bundle, &conn, now);
+                        // More bundles, while there is room for them (e.g. several small submits).
                         while self.flow.has_credit() && self.flow.budget_left() > 0 && !self.over_share() {
-                            let Some(chunk) = self.shard.queue.try_pop() else { break };
-                            self.take_chunk(chunk, &conn, now);
+                            let Some(bundle) = self.shard.queue.try_pop() else { break };
+                            self.take_bundle(bundle, &conn, now);
                         }
                         // Counted before they are sent, so that a task that has started in its
                         // worker shows in `stats()` as in flight.
@@ -397,7 +397,7 @@ impl<'a> Driver<'a> {
     }
 
     /// Takes what `room` allows from the front of `jobs` and puts the rest back.
-    fn take_chunk(&mut self, mut jobs: Chunk, conn: &Connection, now: Instant) {
+    fn take_bundle(&mut self, mut jobs: Bundle, conn: &Connection, now: Instant) {
         let mut room = self.flow.room(&self.queue_state(), queue::tasks(&jobs));
         while room > 0 {
             let Some(mut job) = jobs.pop_front() else { break };
