@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures_core::Stream;
-use polyloop_wire::TaskSpec;
+use polyloop_wire::{PartOutcomes, TaskSpec};
 
 use crate::TaskError;
 use crate::job::{
@@ -249,15 +249,16 @@ impl<T: TaskSpec, S: InputSource<T::Input>> MapStream<T, S> {
         let (max_nesting, task_timeout) =
             (self.shared.config.max_nesting, self.shared.config.task_timeout);
         let seq = cursor.seq;
-        let output = match postcard::take_from_bytes(&cursor.part.outcomes[cursor.pos..]) {
-            Ok((outcome, rest)) => {
-                let used = cursor.part.outcomes.len() - cursor.pos - rest.len();
+        let mut outcomes = PartOutcomes::new(&cursor.part.outcomes[cursor.pos..]);
+        let output = match outcomes.next() {
+            Some(Ok(outcome)) => {
+                let used = cursor.part.outcomes.len() - cursor.pos - outcomes.rest().len();
                 let output = take_outcome::<T::Output>(T::NAME, outcome, max_nesting, task_timeout);
                 cursor.pos += used;
                 output
             }
             // The driver checked the part; this is not reached.
-            Err(_) => Err(bad_part(T::NAME)),
+            Some(Err(_)) | None => Err(bad_part(T::NAME)),
         };
         cursor.seq += 1;
         cursor.left -= 1;
@@ -283,6 +284,11 @@ impl<T: TaskSpec, S: InputSource<T::Input>> MapStream<T, S> {
         }
         if this.finished {
             return Poll::Ready(None);
+        }
+        // Within a part, while the window needs no refill, the next output is all there is to
+        // do: results that arrived meanwhile (a failure among them) are looked at between parts.
+        if this.current.is_some() && this.submitted - this.yielded > this.window / 2 {
+            return Poll::Ready(this.next_from_part());
         }
         loop {
             // Refill only once half the window is free, then up to the full window, as one bundle:

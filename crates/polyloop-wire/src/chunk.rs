@@ -58,6 +58,10 @@ impl<'a> Iterator for ChunkInputs<'a> {
             return Some(Err(WireError::TrailingBytes(self.rest.len())));
         }
         self.left -= 1;
+        if let Some((input, rest)) = varint::take_bytes(self.rest) {
+            self.rest = rest;
+            return Some(Ok(input));
+        }
         let input = postcard::take_from_bytes::<&serde_bytes::Bytes>(self.rest)
             .map_err(WireError::from)
             .map(|(input, rest)| {
@@ -115,6 +119,11 @@ impl<'a> PartOutcomes<'a> {
         PartOutcomes { rest: part, failed: false }
     }
 
+    /// The outcomes not yet read, as bytes: `PartOutcomes::new(rest)` reads them.
+    pub fn rest(&self) -> &'a [u8] {
+        self.rest
+    }
+
     /// Counts the outcomes and finds the first that is not `Ok`, checking every one: what a
     /// receiver wants to know of a part before it hands it on.
     pub fn scan(part: &'a [u8]) -> Result<PartSummary, WireError> {
@@ -147,6 +156,13 @@ impl<'a> Iterator for PartOutcomes<'a> {
     fn next(&mut self) -> Option<Self::Item> {
         if self.failed || self.rest.is_empty() {
             return None;
+        }
+        // Most outcomes are `Ok` (tag 0) and a byte string: read those directly.
+        if let [0, after_tag @ ..] = self.rest
+            && let Some((output, rest)) = varint::take_bytes(after_tag)
+        {
+            self.rest = rest;
+            return Some(Ok(Outcome::Ok(output)));
         }
         let outcome = match postcard::take_from_bytes::<Outcome<'a>>(self.rest) {
             Ok((Outcome::Part(_), _)) => Err(WireError::Unexpected("a part inside a part")),
