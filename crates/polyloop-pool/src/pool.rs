@@ -234,12 +234,7 @@ impl Pool {
         }
         if self.shared.runtime_gone() {
             // The drivers went with their runtime and their workers saw the end of the stream.
-            for seat in &self.shared.seats {
-                if let Some(proc) = seat.proc.lock().unwrap_or_else(PoisonError::into_inner).take()
-                {
-                    proc.kill_and_reap();
-                }
-            }
+            self.shared.kill_workers();
             return Err(PoolError::RuntimeGone);
         }
         if let Some(runtime) = &self.runtime {
@@ -269,21 +264,8 @@ impl Drop for Pool {
                 let _ = wait_here(supervisor);
             }
         }
-        for seat in &self.shared.seats {
-            if let Some(proc) = seat.proc.lock().unwrap_or_else(PoisonError::into_inner).take() {
-                proc.kill_and_reap();
-            }
-        }
-        for shard in &self.shared.shards {
-            shard.queue.close();
-            while let Some(bundle) = shard.queue.try_pop() {
-                for job in bundle {
-                    let name = job.key.name;
-                    let err = TaskError::new(Kind::Cancelled, name, "the pool was dropped");
-                    self.shared.resolve(job, Err(err));
-                }
-            }
-        }
+        self.shared.kill_workers();
+        self.shared.close_queues(Kind::Cancelled, "the pool was dropped");
         // No worker is left for its blocking threads to wait for, so this returns promptly.
         if let Some(runtime) = &self.runtime {
             runtime.stop();

@@ -53,7 +53,7 @@ pub(crate) struct Shard {
     pub(crate) in_flight: AtomicUsize,
     pub(crate) n_workers: usize,
     /// Workers of this queue with a live process.
-    pub(crate) live: AtomicUsize,
+    live: AtomicUsize,
 }
 
 /// One worker position: it outlives the processes that fill it.
@@ -61,13 +61,13 @@ pub(crate) struct Shard {
 pub(crate) struct Seat {
     pub(crate) queue_idx: usize,
     pub(crate) counters: WorkerCounters,
-    pub(crate) proc: Mutex<Option<Arc<WorkerProc>>>,
+    proc: Mutex<Option<Arc<WorkerProc>>>,
     /// Asks the driver to cancel in-flight tasks nobody waits for any more.
     pub(crate) sweep: Notify,
     /// Whether a driver serves this seat now (its worker completed the handshake).
-    pub(crate) live: AtomicBool,
-    /// Whether this seat's driver listens to its queue now (see `Driver::set_listening`).
-    pub(crate) listening: AtomicBool,
+    live: AtomicBool,
+    /// Whether this seat's driver listens to its queue now (see [`Shared::set_listening`]).
+    listening: AtomicBool,
     /// Asks a driver that deferred to others to look at its queue again.
     pub(crate) reconsider: Notify,
 }
@@ -276,17 +276,37 @@ impl Shared {
     pub(crate) fn handle_runtime_gone(&self) {
         self.runtime_gone.store(true, Ordering::Release);
         self.closing.store(true, Ordering::Release);
+        self.close_queues(Kind::PoolClosed, RUNTIME_GONE);
+        self.closed.notify_waiters();
+    }
+
+    /// Closes every queue and fails what waits in them: a bundle pushed before a queue closed
+    /// is drained here, one pushed after fails at its push.
+    pub(crate) fn close_queues(&self, kind: Kind, why: &str) {
         for shard in &self.shards {
-            // Closed first: a bundle pushed before that is drained below, one pushed after fails.
             shard.queue.close();
-            while let Some(bundle) = shard.queue.try_pop() {
-                for job in bundle {
-                    let name = job.key.name;
-                    self.resolve(job, Err(TaskError::new(Kind::PoolClosed, name, RUNTIME_GONE)));
-                }
+            self.fail_queued(shard, kind, why);
+        }
+    }
+
+    /// Fails every job waiting in `shard`'s queue.
+    pub(crate) fn fail_queued(&self, shard: &Shard, kind: Kind, why: &str) {
+        while let Some(bundle) = shard.queue.try_pop() {
+            for job in bundle {
+                let name = job.key.name;
+                self.resolve(job, Err(TaskError::new(kind, name, why)));
             }
         }
-        self.closed.notify_waiters();
+    }
+
+    /// Kills and reaps every worker process the seats hold, blocking: for `Drop`, and for a
+    /// pool whose drivers are gone.
+    pub(crate) fn kill_workers(&self) {
+        for seat in &self.seats {
+            if let Some(proc) = seat.proc.lock().unwrap_or_else(PoisonError::into_inner).take() {
+                proc.kill_and_reap();
+            }
+        }
     }
 
     /// Publishes whether the driver of seat `worker_idx` listens to its queue. One that stops
@@ -320,7 +340,19 @@ impl Shared {
     }
 }
 
+impl Shard {
+    /// How many workers of this queue have a live process.
+    pub(crate) fn live_workers(&self) -> usize {
+        self.live.load(Ordering::Acquire)
+    }
+}
+
 impl Seat {
+    /// Whether this seat's driver listens to its queue now.
+    pub(crate) fn is_listening(&self) -> bool {
+        self.listening.load(Ordering::SeqCst)
+    }
+
     pub(crate) fn install(&self, proc: &Arc<WorkerProc>) {
         self.counters.pid.store(proc.pid(), Ordering::Relaxed);
         *self.proc.lock().unwrap_or_else(PoisonError::into_inner) = Some(Arc::clone(proc));

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use tracing::Instrument;
 
-use crate::TaskError;
 use crate::connection::{Connection, connect};
 use crate::driver::{self, End};
 use crate::error::Kind;
@@ -39,18 +38,10 @@ pub(crate) async fn supervise(shared: Arc<Shared>, worker_idx: usize, first: Con
                 Err(err) => {
                     seat.uninstall();
                     tracing::error!(worker = worker_idx, error = %err, "could not start worker");
-                    if shard.live.load(Ordering::Acquire) == 0 {
+                    if shard.live_workers() == 0 {
                         // Nobody serves this queue now: fail what waits rather than let it hang.
                         let why = format!("no worker could be started for its queue: {err}");
-                        while let Some(bundle) = shard.queue.try_pop() {
-                            for job in bundle {
-                                let name = job.key.name;
-                                shared.resolve(
-                                    job,
-                                    Err(TaskError::new(Kind::WorkerLost, name, why.clone())),
-                                );
-                            }
-                        }
+                        shared.fail_queued(shard, Kind::WorkerLost, &why);
                     }
                     // Back off, but not past the pool's closing.
                     let closed = shared.closed.notified();

@@ -719,12 +719,12 @@ impl QueueState for SeatView<'_> {
     }
 
     fn live(&self) -> usize {
-        self.shard.live.load(Ordering::Acquire)
+        self.shard.live_workers()
     }
 
     fn others_listening(&self, min_credit: usize) -> bool {
         self.shared.queue_peers(self.worker_idx).any(|seat| {
-            seat.listening.load(Ordering::SeqCst)
+            seat.is_listening()
                 && (seat.counters.in_flight.load(Ordering::Relaxed) as usize) < min_credit
         })
     }
