@@ -200,16 +200,9 @@ impl Batch<Results> {
     ) -> Result<(), String> {
         let items = self.inner.items();
         let start = items.len();
-        // The `Ok` tag (0) after the id, then the bytes: postcard's encoding by hand.
+        // The id, then the outcome as a part holds it: postcard's encoding of the tuple.
         varint::push_u64(items, id);
-        items.push(0);
-        varint::push_u64(items, len as u64);
-        items.reserve(len);
-        let before = items.len();
-        let written = write(items).and_then(|()| match items.len() - before {
-            n if n == len => Ok(()),
-            n => Err(format!("the output wrote {n} bytes after announcing {len}")),
-        });
+        let written = crate::push_ok_outcome_with(items, len, write);
         if written.is_err() {
             items.truncate(start);
             self.inner.count -= 1;
