@@ -33,9 +33,12 @@ pub(crate) fn install_hook() {
     });
 }
 
-/// Polls a future inside `catch_unwind`, turning a panic into `Err(message)`.
-pub(crate) struct CatchUnwind<F> {
-    inner: F,
+pin_project_lite::pin_project! {
+    /// Polls a future inside `catch_unwind`, turning a panic into `Err(message)`.
+    pub(crate) struct CatchUnwind<F> {
+        #[pin]
+        inner: F,
+    }
 }
 
 impl<F> CatchUnwind<F> {
@@ -48,12 +51,13 @@ impl<F> CatchUnwind<F> {
     }
 }
 
-impl<F: Future + Unpin> Future for CatchUnwind<F> {
+impl<F: Future> Future for CatchUnwind<F> {
     type Output = Result<F::Output, String>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let inner = self.project().inner;
         let was_in_task = IN_TASK.with(|flag| flag.replace(true));
-        let polled = catch_unwind(AssertUnwindSafe(|| Pin::new(&mut self.inner).poll(cx)));
+        let polled = catch_unwind(AssertUnwindSafe(|| inner.poll(cx)));
         IN_TASK.with(|flag| flag.set(was_in_task));
         match polled {
             Ok(Poll::Ready(output)) => Poll::Ready(Ok(output)),

@@ -34,25 +34,27 @@ impl Future for dyn RunningTask {
     }
 }
 
-/// The future of task `T` and, once it finished, its output.
-struct Running<T: Task, F> {
-    future: F,
-    output: Option<T::Output>,
+pin_project_lite::pin_project! {
+    /// The future of task `T` and, once it finished, its output.
+    struct Running<T: Task, F> {
+        // Pinned structurally; `output` is not (it is only written once the future is done, and
+        // read through `&self`).
+        #[pin]
+        future: F,
+        output: Option<T::Output>,
+    }
 }
 
 impl<T: Task, F: Future<Output = Result<T::Output, RemoteError>> + Send> RunningTask
     for Running<T, F>
 {
     fn poll_run(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Failure>> {
-        // SAFETY: `future` is pinned structurally and never moved out; `output` is not pinned
-        // (it is only written once the future is done, and read through `&self`).
-        let this = unsafe { self.get_unchecked_mut() };
-        let future = unsafe { Pin::new_unchecked(&mut this.future) };
-        match future.poll(cx) {
+        let this = self.project();
+        match this.future.poll(cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Err(err)) => Poll::Ready(Err(Failure::Failed(err))),
             Poll::Ready(Ok(output)) => {
-                this.output = Some(output);
+                *this.output = Some(output);
                 Poll::Ready(Ok(()))
             }
         }
