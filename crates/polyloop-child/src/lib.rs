@@ -41,6 +41,7 @@
 //! ```
 
 mod chunk;
+mod outbox;
 mod panic;
 mod process;
 mod registry;

@@ -2,14 +2,16 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::ops::ControlFlow;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use polyloop_wire::{
     ChunkFrame, ChunkInputs, FrameBuffer, Hello, Limits, Outcome, PROTOCOL_VERSION, RemoteError,
-    ResultBatch, ToChild, ToParent, Welcome, WireError, WorkerExit, decode_to_child, encode_frame,
+    RuntimeFlavor, TaskFrame, ToChild, ToParent, Welcome, WireError, WorkerConfig, WorkerExit,
+    decode_to_child, encode_frame,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
@@ -17,6 +19,7 @@ use tokio::task::AbortHandle;
 
 use crate::Registry;
 use crate::chunk::{Finished, Parts};
+use crate::outbox::{Outbox, Taken};
 use crate::panic::CatchUnwind;
 use crate::registry::{Failure, RunningTask, TaskEntry};
 
@@ -166,157 +169,242 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin + Send + 'static,
 {
-    let config = welcome.config;
+    let config = &welcome.config;
     let limits =
         Limits { max_frame_len: config.max_frame_len, max_batch_len: config.max_batch_len };
     frames.set_limits(limits);
+    answer_welcome(&mut writer, &registry, &welcome, &limits).await?;
 
-    let init_error = match &welcome.initializer {
-        Some(init) => run_initializer(&registry, init, config.max_nesting).await.err(),
-        None => None,
-    };
-    let mut out = Vec::new();
-    encode_frame(&ToParent::Hello(hello(registry.infos(), init_error.clone())), &mut out, &limits)?;
-    writer.write_all(&out).await?;
-    writer.flush().await?;
-    if let Some(err) = init_error {
-        return Err(WorkerError::Initializer(err));
-    }
-
-    let shared = Arc::new(Shared {
-        state: Mutex::new(State::default()),
-        wake_writer: Notify::new(),
-        limits,
-    });
-    let permits = Arc::new(Semaphore::new(config.child_concurrency.max(1) as usize));
-    let timeout = config.task_timeout_ms.map(Duration::from_millis);
-    // On one thread a task's first poll costs the same wherever it runs, so run it here; on a
-    // multi-threaded runtime that would serialize tasks other threads could run.
-    let inline_first_poll = config.runtime == polyloop_wire::RuntimeFlavor::CurrentThread;
-    let writer_task = tokio::spawn(write_results(writer, Arc::clone(&shared)));
-    // The parent gives every task an id above the one before, so a repeated id is a broken
-    // parent: running the task twice would answer it twice.
-    let mut last_id: Option<u64> = None;
-
+    let mut worker = Worker::new(registry, config, limits);
+    let writer_task = tokio::spawn(write_results(writer, Arc::clone(&worker.shared), limits));
     loop {
         if !fill_frame(&mut reader, &mut frames).await? {
             // The parent is gone: nobody wants the results, so drop the tasks now.
-            shared.abort_all();
+            worker.shared.abort_all();
             writer_task.abort();
             return Ok(());
         }
         while let Some(payload) = frames.next_frame()? {
-            match decode_to_child(payload, &limits)? {
-                ToChild::Tasks(tasks) => {
-                    let waker = std::future::poll_fn(|cx| Poll::Ready(cx.waker().clone())).await;
-                    let mut last_yield = coarse_now();
-                    for task in tasks {
-                        if last_id.is_some_and(|last| task.id <= last) {
-                            return Err(
-                                WireError::Unexpected("a task id not above the last").into()
-                            );
-                        }
-                        last_id = Some(task.id);
-                        let started = match registry.entry(task.task) {
-                            None => Err(Outcome::UnknownTask(task.task)),
-                            Some(entry) => (entry.run)(task.input, config.max_nesting)
-                                .map_err(Outcome::Serialization),
-                        };
-                        let future = match started {
-                            Ok(future) => future,
-                            Err(outcome) => {
-                                shared.push_locked(&mut shared.lock(), task.id, &outcome);
-                                continue;
-                            }
-                        };
-                        let mut caught = CatchUnwind::new(future);
-                        // A first poll that finishes needs no permit of its own: it ran while
-                        // one was free and holds none afterwards.
-                        if inline_first_poll && permits.available_permits() > 0 {
-                            // Fast path: most short tasks finish on their first poll, and then
-                            // need no task of their own. One that does not is spawned, and its
-                            // first poll there registers its own waker.
-                            // The context is a temporary: it must not live across the yield.
-                            let polled =
-                                Pin::new(&mut caught).poll(&mut Context::from_waker(&waker));
-                            if let Poll::Ready(result) = polled {
-                                let task_ref = caught.get_ref().as_ref().get_ref();
-                                shared.push_result(&mut shared.lock(), task.id, task_ref, result);
-                                // A long first poll (CPU-bound work) holds the thread: let the
-                                // writer send what is done before the next one starts.
-                                if coarse_now().saturating_sub(last_yield) > YIELD_AFTER {
-                                    tokio::task::yield_now().await;
-                                    last_yield = coarse_now();
-                                }
-                                continue;
-                            }
-                        }
-                        let permit = Arc::clone(&permits).try_acquire_owned().ok();
-                        let mut state = shared.lock();
-                        let handle = tokio::spawn(run_one(
-                            task.id,
-                            caught,
-                            permit,
-                            Arc::clone(&shared),
-                            Arc::clone(&permits),
-                            timeout,
-                        ));
-                        // Inserted under the lock the task needs to report, so its result always
-                        // finds its entry.
-                        state.running.insert(task.id, handle.abort_handle());
-                    }
-                }
-                ToChild::Chunk(chunk) => {
-                    if last_id.is_some_and(|last| chunk.id <= last) {
-                        return Err(WireError::Unexpected("a task id not above the last").into());
-                    }
-                    last_id = Some(chunk.id);
-                    let Some(entry) = registry.entry(chunk.task) else {
-                        shared.push_locked(
-                            &mut shared.lock(),
-                            chunk.id,
-                            &Outcome::UnknownTask(chunk.task),
-                        );
-                        continue;
-                    };
-                    // Checked whole before any of it runs: a malformed chunk is a broken parent.
-                    if let Some(Err(err)) =
-                        ChunkInputs::new(chunk.inputs, chunk.count).find(Result::is_err)
-                    {
-                        return Err(err.into());
-                    }
-                    let run = ChunkRun {
-                        entry,
-                        max_nesting: config.max_nesting,
-                        timeout,
-                        parts: Parts::new(limits.max_frame_len),
-                    };
-                    let inline = inline_first_poll && permits.available_permits() > 0;
-                    start_chunk(chunk, run, inline, &shared, &permits).await;
-                }
-                ToChild::Cancel(ids) => {
-                    let mut state = shared.lock();
-                    for id in ids {
-                        if let Some(handle) = state.running.remove(&id) {
-                            handle.abort();
-                            shared.push_locked(&mut state, id, &Outcome::Cancelled);
-                        }
-                    }
-                }
-                ToChild::Shutdown => {
-                    shared.lock().shutting_down = true;
-                    shared.wake_writer.notify_one();
-                    return match writer_task.await {
-                        Ok(result) => result,
-                        Err(err) => Err(std::io::Error::other(err).into()),
-                    };
-                }
-                ToChild::Welcome(_) => {
-                    return Err(WireError::Unexpected("a second handshake").into());
-                }
+            if worker.handle(decode_to_child(payload, &limits)?).await?.is_break() {
+                // Shutdown: the writer ends once the tasks in flight have answered.
+                return writer_task
+                    .await
+                    .unwrap_or_else(|err| Err(std::io::Error::other(err).into()));
             }
         }
     }
+}
+
+/// Runs the initializer the Welcome names, if any, and answers with a Hello that says how it
+/// went; an initializer that failed stops the worker once the parent knows why.
+async fn answer_welcome<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    registry: &Registry,
+    welcome: &Welcome,
+    limits: &Limits,
+) -> Result<(), WorkerError> {
+    let init_error = match &welcome.initializer {
+        Some(init) => run_initializer(registry, init, welcome.config.max_nesting).await.err(),
+        None => None,
+    };
+    let mut out = Vec::new();
+    encode_frame(&ToParent::Hello(hello(registry.infos(), init_error.clone())), &mut out, limits)?;
+    writer.write_all(&out).await?;
+    writer.flush().await?;
+    match init_error {
+        Some(err) => Err(WorkerError::Initializer(err)),
+        None => Ok(()),
+    }
+}
+
+/// A task's future, wrapped to catch its panics.
+type Caught = CatchUnwind<crate::TaskFuture>;
+
+/// What the reader needs to answer the parent's messages after the handshake: one `handle_*`
+/// method per [`ToChild`] message, called in the order the messages arrive.
+struct Worker {
+    registry: Registry,
+    max_nesting: u32,
+    timeout: Option<Duration>,
+    /// On one thread a task's first poll costs the same wherever it runs, so run it on the
+    /// reader; on a multi-threaded runtime that would serialize tasks other threads could run.
+    inline_first_poll: bool,
+    limits: Limits,
+    shared: Arc<Shared>,
+    /// One per task (or chunk) that may run at once.
+    permits: Arc<Semaphore>,
+    /// The parent gives every task an id above the one before, so a repeated id is a broken
+    /// parent: running the task twice would answer it twice.
+    last_id: Option<u64>,
+}
+
+impl Worker {
+    /// Answers one message; `Break` after `Shutdown`, when the reader stops.
+    async fn handle(&mut self, msg: ToChild<'_>) -> Result<ControlFlow<()>, WorkerError> {
+        match msg {
+            ToChild::Tasks(tasks) => self.handle_tasks(tasks).await?,
+            ToChild::Chunk(chunk) => self.handle_chunk(chunk).await?,
+            ToChild::Cancel(ids) => self.handle_cancel(ids),
+            ToChild::Shutdown => {
+                self.handle_shutdown();
+                return Ok(ControlFlow::Break(()));
+            }
+            ToChild::Welcome(_) => return Err(WireError::Unexpected("a second handshake").into()),
+        }
+        Ok(ControlFlow::Continue(()))
+    }
+
+    fn new(registry: Registry, config: &WorkerConfig, limits: Limits) -> Self {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                outbox: Outbox::new(limits),
+                running: HashMap::new(),
+                shutting_down: false,
+            }),
+            wake_writer: Notify::new(),
+        });
+        Worker {
+            registry,
+            max_nesting: config.max_nesting,
+            timeout: config.task_timeout_ms.map(Duration::from_millis),
+            inline_first_poll: config.runtime == RuntimeFlavor::CurrentThread,
+            limits,
+            shared,
+            permits: Arc::new(Semaphore::new(config.child_concurrency.max(1) as usize)),
+            last_id: None,
+        }
+    }
+
+    /// Starts a batch of tasks in order. On a current-thread runtime each gets its first poll
+    /// here while a permit is free, and one that finishes there is answered without a task of
+    /// its own; every other is spawned.
+    async fn handle_tasks(&mut self, tasks: Vec<TaskFrame<'_>>) -> Result<(), WorkerError> {
+        let waker = current_waker().await;
+        let mut last_yield = coarse_now();
+        for task in tasks {
+            self.check_id(task.id)?;
+            let Some(caught) = self.start_task(&task) else { continue };
+            // A first poll that finishes needs no permit of its own: it ran while one was free
+            // and holds none afterwards.
+            let inline = self.inline_first_poll && self.permits.available_permits() > 0;
+            let pending =
+                if inline { self.poll_first(task.id, caught, &waker) } else { Some(caught) };
+            match pending {
+                Some(caught) => self.spawn_task(task.id, caught),
+                // A long first poll (CPU-bound work) holds the thread: let the writer send what
+                // is done before the next one starts.
+                None if coarse_now().saturating_sub(last_yield) > YIELD_AFTER => {
+                    tokio::task::yield_now().await;
+                    last_yield = coarse_now();
+                }
+                None => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts a chunk's inputs in order (see [`start_chunk`]), once all of them read.
+    async fn handle_chunk(&mut self, chunk: ChunkFrame<'_>) -> Result<(), WorkerError> {
+        self.check_id(chunk.id)?;
+        let Some(entry) = self.registry.entry(chunk.task) else {
+            self.shared.push(chunk.id, &Outcome::UnknownTask(chunk.task));
+            return Ok(());
+        };
+        // Checked whole before any of it runs: a malformed chunk is a broken parent.
+        if let Some(Err(err)) = ChunkInputs::new(chunk.inputs, chunk.count).find(Result::is_err) {
+            return Err(err.into());
+        }
+        let run = ChunkRun {
+            entry,
+            max_nesting: self.max_nesting,
+            timeout: self.timeout,
+            parts: Parts::new(self.limits.max_frame_len),
+        };
+        let inline = self.inline_first_poll && self.permits.available_permits() > 0;
+        start_chunk(chunk, run, inline, &self.shared, &self.permits).await;
+        Ok(())
+    }
+
+    /// Aborts the tasks (and chunks) named that still run and answers each `Cancelled`; ids
+    /// that already answered are ignored.
+    fn handle_cancel(&self, ids: Vec<u64>) {
+        let mut state = self.shared.lock();
+        for id in ids {
+            if let Some(handle) = state.running.remove(&id) {
+                handle.abort();
+                self.shared.push_locked(&mut state, id, &Outcome::Cancelled);
+            }
+        }
+    }
+
+    /// Tells the writer to stop once the tasks in flight have answered and it wrote everything.
+    fn handle_shutdown(&self) {
+        self.shared.lock().shutting_down = true;
+        self.shared.wake_writer.notify_one();
+    }
+
+    /// Refuses an id not above the last one.
+    fn check_id(&mut self, id: u64) -> Result<(), WorkerError> {
+        if self.last_id.is_some_and(|last| id <= last) {
+            return Err(WireError::Unexpected("a task id not above the last").into());
+        }
+        self.last_id = Some(id);
+        Ok(())
+    }
+
+    /// Decodes and starts one task; `None` if it could not start (its outcome is queued).
+    fn start_task(&self, task: &TaskFrame<'_>) -> Option<Caught> {
+        let started = match self.registry.entry(task.task) {
+            None => Err(Outcome::UnknownTask(task.task)),
+            Some(entry) => {
+                (entry.run)(task.input, self.max_nesting).map_err(Outcome::Serialization)
+            }
+        };
+        match started {
+            Ok(future) => Some(CatchUnwind::new(future)),
+            Err(outcome) => {
+                self.shared.push(task.id, &outcome);
+                None
+            }
+        }
+    }
+
+    /// Polls task `id` once on the reader: most short tasks finish on their first poll, and then
+    /// need no task of their own, so its result is queued here. One that does not is handed back
+    /// to be spawned, and its first poll there registers its own waker.
+    fn poll_first(&self, id: u64, mut caught: Caught, waker: &Waker) -> Option<Caught> {
+        // The context lives in this function only: it must not live across the reader's yield.
+        match Pin::new(&mut caught).poll(&mut Context::from_waker(waker)) {
+            Poll::Ready(result) => {
+                let task_ref = caught.get_ref().as_ref().get_ref();
+                self.shared.push_result(&mut self.shared.lock(), id, task_ref, result);
+                None
+            }
+            Poll::Pending => Some(caught),
+        }
+    }
+
+    /// Runs task `id` in a tokio task of its own, under a permit, with the timeout.
+    fn spawn_task(&self, id: u64, caught: Caught) {
+        let permit = Arc::clone(&self.permits).try_acquire_owned().ok();
+        let mut state = self.shared.lock();
+        let handle = tokio::spawn(run_one(
+            id,
+            caught,
+            permit,
+            Arc::clone(&self.shared),
+            Arc::clone(&self.permits),
+            self.timeout,
+        ));
+        // Inserted under the lock the task needs to report, so its result always finds its
+        // entry.
+        state.running.insert(id, handle.abort_handle());
+    }
+}
+
+/// The waker of the task that awaits this, to poll futures with on its behalf.
+async fn current_waker() -> Waker {
+    std::future::poll_fn(|cx| Poll::Ready(cx.waker().clone())).await
 }
 
 async fn run_initializer(
@@ -539,16 +627,14 @@ async fn run_chunk(
 /// State shared by the reader, the tasks and the writer.
 struct Shared {
     state: Mutex<State>,
+    /// Woken by the first result after the writer took the outbox (see [`Outbox::push`]), and by
+    /// `Shutdown`.
     wake_writer: Notify,
-    limits: Limits,
 }
 
-#[derive(Default)]
 struct State {
-    /// Results not yet encoded into a frame.
-    batch: ResultBatch,
-    /// Frames ready to write: a batch goes here when it is full.
-    frames: Vec<u8>,
+    /// Results not yet written.
+    outbox: Outbox,
     /// Tasks started and not yet reported.
     running: HashMap<u64, AbortHandle>,
     shutting_down: bool,
@@ -560,7 +646,8 @@ impl Shared {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Queues a finished task's result: its output is encoded straight into the batch.
+    /// Queues a finished task's result (see [`Outbox::push_result`]), waking the writer if it
+    /// sleeps.
     fn push_result(
         &self,
         state: &mut State,
@@ -568,67 +655,21 @@ impl Shared {
         output: &dyn RunningTask,
         finished: Finished,
     ) {
-        match finished {
-            Err(panic) => return self.push_locked(state, id, &Outcome::Panicked(panic)),
-            Ok(Err(failure)) => return self.push_locked(state, id, &failure.as_outcome()),
-            Ok(Ok(())) => {}
-        }
-        let len = match output.encoded_len() {
-            Ok(len) => len,
-            Err(reason) => {
-                let why = format!("output failed to serialize: {reason}");
-                return self.push_locked(state, id, &Outcome::Serialization(why));
-            }
-        };
-        if !self.make_room(state, len + OUTCOME_OVERHEAD) {
-            let max = self.limits.max_frame_len;
-            let why = format!("output of {len} bytes exceeds the frame limit of {max} bytes");
-            return self.push_locked(state, id, &Outcome::Serialization(why));
-        }
-        let was_idle = state.batch.is_empty() && state.frames.is_empty();
-        match state.batch.push_ok_with(id, len, |items| output.encode_into(items)) {
-            Ok(()) if was_idle => self.wake_writer.notify_one(),
-            Ok(()) => {}
-            Err(reason) => {
-                let why = format!("output failed to serialize: {reason}");
-                self.push_locked(state, id, &Outcome::Serialization(why));
-            }
-        }
-    }
-
-    /// Queues one result for the writer.
-    fn push_locked(&self, state: &mut State, id: u64, outcome: &Outcome<'_>) {
-        let size = outcome_size_hint(outcome);
-        if !self.make_room(state, size) {
-            let max = self.limits.max_frame_len;
-            let too_big = Outcome::Serialization(format!(
-                "a result of {size} bytes exceeds the frame limit of {max} bytes"
-            ));
-            return self.push_locked(state, id, &too_big);
-        }
-        let was_idle = state.batch.is_empty() && state.frames.is_empty();
-        state.batch.push(id, outcome);
-        if was_idle {
+        if state.outbox.push_result(id, output, finished) {
             self.wake_writer.notify_one();
         }
     }
 
-    /// Makes room in the batch for a result of `size` bytes, moving a full batch to the frames
-    /// waiting to be written; `false` if no frame could hold it.
-    fn make_room(&self, state: &mut State, size: usize) -> bool {
-        let max_len = self.limits.max_frame_len as usize;
-        if size > max_len {
-            return false;
+    /// Queues one result for the writer, waking it if it sleeps.
+    fn push_locked(&self, state: &mut State, id: u64, outcome: &Outcome<'_>) {
+        if state.outbox.push(id, outcome) {
+            self.wake_writer.notify_one();
         }
-        if !state.batch.is_empty()
-            && (state.batch.byte_len() + size > max_len
-                || state.batch.len() >= self.limits.max_batch_len as usize)
-        {
-            let State { batch, frames, .. } = state;
-            // Cannot fail: the batch was kept under both limits.
-            let _ = batch.finish_into(frames, &self.limits);
-        }
-        true
+    }
+
+    /// [`Shared::push_locked`] under a lock of its own.
+    fn push(&self, id: u64, outcome: &Outcome<'_>) {
+        self.push_locked(&mut self.lock(), id, outcome);
     }
 
     fn abort_all(&self) {
@@ -638,51 +679,33 @@ impl Shared {
     }
 }
 
-/// Bytes a result takes beyond its output or message: id, tags and lengths.
-const OUTCOME_OVERHEAD: usize = 32;
-
-/// An upper bound of an outcome's encoded size, short of the error strings' exact lengths.
-fn outcome_size_hint(outcome: &Outcome<'_>) -> usize {
-    OUTCOME_OVERHEAD
-        + match outcome {
-            Outcome::Ok(bytes) => bytes.len(),
-            Outcome::Failed(err) => {
-                err.message.len() + err.chain.iter().map(|s| s.len() + 8).sum::<usize>()
-            }
-            Outcome::Panicked(msg) | Outcome::Serialization(msg) => msg.len(),
-            Outcome::Part(bytes) => bytes.len(),
-            Outcome::TimedOut | Outcome::Cancelled | Outcome::UnknownTask(_) => 0,
-        }
-}
-
 /// Writes results as they come: whatever accumulated while the last write ran goes in one frame.
 async fn write_results<W: AsyncWrite + Unpin>(
     mut writer: W,
     shared: Arc<Shared>,
+    limits: Limits,
 ) -> Result<(), WorkerError> {
-    // Swapped with the shared ones under the lock, then written without it: the batch's frame
-    // is written from where the results were encoded.
-    let mut full = Vec::new();
-    let mut batch = ResultBatch::default();
+    // Swapped with the outbox's under the lock, then written without it: the batch's frame is
+    // written from where the results were encoded.
+    let mut taken = Taken::default();
     loop {
         shared.wake_writer.notified().await;
         let done = {
             let mut state = shared.lock();
-            std::mem::swap(&mut state.frames, &mut full);
-            std::mem::swap(&mut state.batch, &mut batch);
+            state.outbox.take(&mut taken);
             state.shutting_down && state.running.is_empty()
         };
-        if !full.is_empty() {
-            writer.write_all(&full).await?;
-            // It swaps with the shared frames: trimming one trims both, in turn.
-            polyloop_wire::clear_and_trim(&mut full);
+        if !taken.frames.is_empty() {
+            writer.write_all(&taken.frames).await?;
+            // It swaps with the outbox's frames: trimming one trims both, in turn.
+            polyloop_wire::clear_and_trim(&mut taken.frames);
         }
-        if !batch.is_empty() {
-            // Cannot fail: push_locked kept the batch under both limits.
-            if let Ok(frame) = batch.finish(&shared.limits) {
+        if !taken.batch.is_empty() {
+            // Cannot fail: the outbox kept the batch under both limits.
+            if let Ok(frame) = taken.batch.finish(&limits) {
                 writer.write_all(frame).await?;
             }
-            batch.clear();
+            taken.batch.clear();
         }
         if done {
             writer.flush().await?;
