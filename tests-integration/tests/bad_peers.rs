@@ -14,6 +14,7 @@ use nix::sys::signal::kill;
 use nix::unistd::Pid;
 use polyloop::wire::{PROTOCOL_VERSION, WireError};
 use polyloop::{Pool, PoolBuilder, PoolError, TaskError, TaskSpec};
+use polyloop_tests_integration::{close, reaped, restarts, worker_pids};
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::net::unix::pipe;
 
@@ -262,6 +263,97 @@ async fn drop_reaps_a_replacement_still_in_its_handshake() {
     let replacement = next_pid(&mut pids).await;
     drop(pool);
     assert_reaped(replacement);
+}
+
+/// A pool of one `fake_worker` playing a chunk case, which sends a map's inputs in chunks of
+/// four from the first: the prefetch is fixed, so the credit is 4 from the start. The fake worker
+/// never beats, and a loaded machine must not make a heartbeat timeout the reason it is lost.
+fn chunk_pool(case: &str) -> PoolBuilder {
+    fake_pool(case).child_concurrency(1).prefetch(3).heartbeat_timeout(None)
+}
+
+/// Closes `pool` and asserts that it left no worker behind.
+async fn close_and_reap(pool: Pool) {
+    let pids = worker_pids(&pool);
+    close(&pool).await.expect("close");
+    for pid in pids {
+        assert!(reaped(pid), "worker {pid} was left behind");
+    }
+}
+
+/// A map whose chunk a worker answers wrongly fails as a lost worker, and the pool serves a
+/// task on the replacement, which answers single tasks right.
+async fn assert_chunk_loses_the_worker(case: &str, problem: &str) {
+    let pool = bounded("build()", chunk_pool(case).build()).await.expect("the handshake is valid");
+    let pid = worker_pids(&pool)[0];
+    let err = bounded("the map", pool.map(double, 0..4)).await.expect_err("the map succeeded");
+    assert_killed_for(&err, pid, problem);
+    let answer = bounded("a task on the replacement", pool.apply(double, 21)).await;
+    assert_eq!(answer.expect("the replacement answers"), 42);
+    assert_eq!(restarts(&pool), 1);
+    close_and_reap(pool).await;
+}
+
+#[tokio::test]
+async fn a_part_beyond_its_chunk_loses_the_worker() {
+    assert_chunk_loses_the_worker("chunk-excess", "a part beyond its chunk's inputs").await;
+}
+
+#[tokio::test]
+async fn a_part_that_does_not_decode_loses_the_worker() {
+    assert_chunk_loses_the_worker("chunk-garbage", "malformed message").await;
+}
+
+#[tokio::test]
+async fn a_plain_ok_for_a_chunk_loses_the_worker() {
+    assert_chunk_loses_the_worker("chunk-ok", "a single output for a chunk").await;
+}
+
+/// When a worker breaks mid-chunk, the inputs its parts answered keep their outputs: only the
+/// others fail.
+#[tokio::test]
+async fn inputs_answered_before_a_bad_part_keep_their_outputs() {
+    let pool = chunk_pool("chunk-garbage").build();
+    let pool = bounded("build()", pool).await.expect("the handshake is valid");
+    let mut stream = pool.map_stream(double, 0..4);
+    let mut results = Vec::new();
+    while let Some(result) = bounded("the stream", stream.next()).await {
+        results.push(result);
+    }
+    let lost = |result: &Result<u64, TaskError>| matches!(result, Err(e) if e.is_worker_lost());
+    assert!(
+        matches!(results[..], [Ok(0), Ok(2), ref a, ref b] if lost(a) && lost(b)),
+        "{results:?}"
+    );
+    drop(stream);
+    close_and_reap(pool).await;
+}
+
+/// A part for a task sent alone fails it as a lost worker, though the part holds a right
+/// outcome; the replacement answers a map's chunks right.
+#[tokio::test]
+async fn a_part_for_a_single_task_loses_the_worker() {
+    let pool = chunk_pool("part-single").build();
+    let pool = bounded("build()", pool).await.expect("the handshake is valid");
+    let pid = worker_pids(&pool)[0];
+    let err = bounded("the task", pool.apply(double, 21)).await.expect_err("the task succeeded");
+    assert_killed_for(&err, pid, "a chunk's part for a single task");
+    let outputs = bounded("a map on the replacement", pool.map(double, 0..4)).await;
+    assert_eq!(outputs.expect("the replacement answers"), [0, 2, 4, 6]);
+    assert_eq!(restarts(&pool), 1);
+    close_and_reap(pool).await;
+}
+
+/// Chunks answered in two parts each, in frames of their own, give the map its outputs in input
+/// order, and cost no worker.
+#[tokio::test]
+async fn chunks_answered_in_parts_give_the_outputs_in_order() {
+    let pool = chunk_pool("chunk-halves").build();
+    let pool = bounded("build()", pool).await.expect("the handshake is valid");
+    let outputs = bounded("the map", pool.map(double, 0..10)).await.expect("the map succeeds");
+    assert_eq!(outputs, (0..10).map(|x| x * 2).collect::<Vec<u64>>());
+    assert_eq!(restarts(&pool), 0);
+    close_and_reap(pool).await;
 }
 
 /// A temporary directory with the FIFO `pids` that fake workers report their pids to.

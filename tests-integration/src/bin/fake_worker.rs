@@ -17,7 +17,14 @@
 //! * `stale`: answers its first task correctly, then answers the next task with the first one's
 //!   id and output again (a late duplicate), never answering the next task itself;
 //! * `trailing`: answers the first Tasks frame with a Results frame with trailing bytes;
-//! * `bad-slot-then-hang`: `bad-slot` in the first process started, `hang` in every later one.
+//! * `bad-slot-then-hang`: `bad-slot` in the first process started, `hang` in every later one;
+//! * `chunk-halves`: answers every task right, and every chunk right in two parts, each in a
+//!   Results frame of its own;
+//! * `chunk-excess`, `chunk-garbage`, `chunk-ok`: like `chunk-halves`, but answer every chunk
+//!   with one part holding an outcome more than the chunk has inputs, with its first half right
+//!   and then a part whose second outcome does not decode, or with a plain `Ok`;
+//! * `part-single`: like `chunk-halves`, but answers every single task with a part of one
+//!   (right) outcome.
 //!
 //! Usage: `fake_worker <case> <task name> <task fingerprint> [report dir]`. The worker announces
 //! the one task named (with a correct fingerprint unless the case says otherwise). With a report
@@ -34,8 +41,9 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use polyloop_wire::{
-    ENV_WORKER_FD, FRAME_HEADER_LEN, FrameBuffer, Hello, Limits, Outcome, PROTOCOL_VERSION,
-    ResultFrame, TaskInfo, ToChild, ToParent, Welcome, decode_to_child, encode_frame,
+    ChunkInputs, ENV_WORKER_FD, FRAME_HEADER_LEN, FrameBuffer, Hello, Limits, Outcome,
+    PROTOCOL_VERSION, ResultFrame, TaskInfo, ToChild, ToParent, Welcome, WireError,
+    decode_to_child, encode_frame, push_outcome,
 };
 
 /// The exit code of the `exit` cases, which the pool's error must report.
@@ -131,6 +139,11 @@ fn run() -> Result<ExitCode, Box<dyn Error>> {
                 peer.stream.write_all(&out)?;
             }
         }
+        "chunk-halves" | "chunk-excess" | "chunk-garbage" | "chunk-ok" | "part-single" => {
+            peer.send_hello(PROTOCOL_VERSION, vec![task])?;
+            serve(&mut peer, case, &limits_of(&welcome))?;
+            return Ok(ExitCode::SUCCESS);
+        }
         other => return Err(format!("unknown case `{other}`").into()),
     }
     peer.drain();
@@ -170,6 +183,116 @@ fn misbehave(case: &str, welcome: &Welcome, first: &OwnedTask) -> Result<Vec<u8>
         other => return Err(format!("`{other}` is not a post-handshake case").into()),
     }
     Ok(out)
+}
+
+/// What the parent asked of a serving case, copied out of the read buffer.
+enum Work {
+    /// Each task's id and input.
+    Tasks(Vec<(u64, Vec<u8>)>),
+    Chunk {
+        id: u64,
+        inputs: Vec<Vec<u8>>,
+    },
+    Shutdown,
+    /// A message these cases do not act on (a `Cancel`: every task is answered at once).
+    Nothing,
+}
+
+/// Answers tasks and chunks, as `double` would and as `case` says, until the parent shuts this
+/// worker down or closes the socket.
+fn serve(peer: &mut Peer, case: &str, limits: &Limits) -> Result<(), Box<dyn Error>> {
+    loop {
+        let work = peer.next_message(|msg| match msg {
+            ToChild::Tasks(tasks) => {
+                Ok(Work::Tasks(tasks.iter().map(|task| (task.id, task.input.to_vec())).collect()))
+            }
+            ToChild::Chunk(chunk) => ChunkInputs::new(chunk.inputs, chunk.count)
+                .map(|input| input.map(<[u8]>::to_vec))
+                .collect::<Result<_, WireError>>()
+                .map(|inputs| Work::Chunk { id: chunk.id, inputs }),
+            ToChild::Shutdown => Ok(Work::Shutdown),
+            _ => Ok(Work::Nothing),
+        })?;
+        match work.transpose()? {
+            None | Some(Work::Shutdown) => return Ok(()),
+            Some(Work::Nothing) => {}
+            Some(Work::Tasks(tasks)) => {
+                let answers = tasks
+                    .iter()
+                    .map(|(id, input)| {
+                        let output = doubled(input)?;
+                        let part = part_of(std::slice::from_ref(&output));
+                        Ok((*id, output, part))
+                    })
+                    .collect::<Result<Vec<_>, Box<dyn Error>>>()?;
+                let results = answers
+                    .iter()
+                    .map(|(id, output, part)| {
+                        let outcome = match case {
+                            "part-single" => Outcome::Part(part),
+                            _ => Outcome::Ok(output),
+                        };
+                        ResultFrame { id: *id, outcome }
+                    })
+                    .collect();
+                peer.send_results(results, limits)?;
+            }
+            Some(Work::Chunk { id, inputs }) => {
+                let outputs: Vec<Vec<u8>> =
+                    inputs.iter().map(|input| doubled(input)).collect::<Result<_, _>>()?;
+                let [first, ..] = outputs.as_slice() else { return Err("an empty chunk".into()) };
+                let parts = match case {
+                    "chunk-ok" => {
+                        let result = ResultFrame { id, outcome: Outcome::Ok(first) };
+                        peer.send_results(vec![result], limits)?;
+                        continue;
+                    }
+                    "chunk-excess" => {
+                        let mut part = part_of(&outputs);
+                        push_outcome(&mut part, &Outcome::Ok(first));
+                        vec![part]
+                    }
+                    "chunk-garbage" => {
+                        // The first half right, then a tag no outcome has after an outcome that
+                        // reads: every outcome of a part must be checked, not just the first.
+                        let (front, back) = outputs.split_at(outputs.len() / 2);
+                        let mut bad = part_of(&back[..1]);
+                        bad.push(0x42);
+                        vec![part_of(front), bad]
+                    }
+                    _ => {
+                        let (front, back) = outputs.split_at(outputs.len() / 2);
+                        [front, back]
+                            .into_iter()
+                            .filter(|half| !half.is_empty())
+                            .map(part_of)
+                            .collect()
+                    }
+                };
+                for part in &parts {
+                    peer.send_results(
+                        vec![ResultFrame { id, outcome: Outcome::Part(part) }],
+                        limits,
+                    )?;
+                }
+            }
+        }
+    }
+}
+
+/// `double`'s output for `input`.
+fn doubled(input: &[u8]) -> Result<Vec<u8>, Box<dyn Error>> {
+    let x: u64 = postcard::from_bytes(input)?;
+    Ok(postcard::to_allocvec(&(x * 2))?)
+}
+
+/// A part holding an `Ok` outcome for each of `outputs`.
+fn part_of(outputs: &[Vec<u8>]) -> Vec<u8> {
+    let mut part = Vec::new();
+    for output in outputs {
+        push_outcome(&mut part, &Outcome::Ok(output));
+    }
+    part
 }
 
 /// The limits the parent announced.
@@ -248,6 +371,17 @@ impl Peer {
         encode_frame(&ToParent::Hello(hello), &mut out, &Limits::default())
             .map_err(std::io::Error::other)?;
         self.stream.write_all(&out)
+    }
+
+    /// Sends `results` in one Results frame.
+    fn send_results(
+        &mut self,
+        results: Vec<ResultFrame<'_>>,
+        limits: &Limits,
+    ) -> Result<(), Box<dyn Error>> {
+        let mut out = Vec::new();
+        encode_frame(&ToParent::Results(results), &mut out, limits)?;
+        Ok(self.stream.write_all(&out)?)
     }
 
     /// Reads and discards until the parent closes the socket (or kills this process).
