@@ -68,7 +68,7 @@ pub(crate) enum Drivers {
 pub const DEFAULT_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The most tasks the adaptive prefetch lets a worker hold beyond its concurrency.
-pub(crate) const MAX_ADAPTIVE_PREFETCH: usize = 2048;
+pub(crate) const MAX_ADAPTIVE_PREFETCH: usize = 8192;
 
 impl Config {
     /// The range the prefetch (tasks a worker holds beyond its concurrency) moves in.

@@ -243,6 +243,11 @@ impl InputBuf {
         self.ends.push(self.bytes.len());
     }
 
+    /// The bytes the inputs pushed so far take.
+    pub(crate) fn byte_len(&self) -> usize {
+        self.bytes.len()
+    }
+
     /// All the inputs pushed, to be sent; `None` if there are none.
     pub(crate) fn finish(self) -> Option<Inputs> {
         let end = self.ends.len();

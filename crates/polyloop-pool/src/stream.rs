@@ -108,6 +108,11 @@ pub struct MapStream<T: TaskSpec, S> {
     window: u64,
     /// Inputs submitted so far; the next input gets this sequence number.
     submitted: u64,
+    /// The refills not yet yielded in full, oldest first: the sequence number after each, and
+    /// the bytes its inputs take.
+    refills: VecDeque<(u64, usize)>,
+    /// The bytes of `refills`, held against [`WINDOW_BYTES`].
+    window_bytes: usize,
     /// Results yielded so far.
     yielded: u64,
     exhausted: bool,
@@ -139,6 +144,10 @@ impl<T: TaskSpec, S> fmt::Debug for MapStream<T, S> {
     }
 }
 
+/// The most bytes of encoded inputs a map stream holds ahead of what it has yielded, whatever
+/// its window in inputs: large inputs are pulled only as fast as they are used.
+const WINDOW_BYTES: usize = 64 << 20;
+
 impl<T: TaskSpec, S: InputSource<T::Input>> MapStream<T, S> {
     pub(crate) fn new(_task: T, shared: Arc<Shared>, source: S, order: Order) -> Self {
         let credit = shared.config.max_credit() as u64;
@@ -150,6 +159,8 @@ impl<T: TaskSpec, S: InputSource<T::Input>> MapStream<T, S> {
             order,
             window,
             submitted: 0,
+            refills: VecDeque::new(),
+            window_bytes: 0,
             yielded: 0,
             exhausted: false,
             checked: false,
@@ -187,7 +198,8 @@ impl<T: TaskSpec, S: InputSource<T::Input>> MapStream<T, S> {
         std::future::poll_fn(|cx| Pin::new(&mut *self).poll_next_item(cx)).await
     }
 
-    /// The most inputs this stream pulls ahead of the results it has yielded.
+    /// The most inputs this stream pulls ahead of the results it has yielded. Large inputs are
+    /// held to fewer: at most 64 MiB of them, encoded, or one if a single input is larger.
     pub fn window(&self) -> u64 {
         self.window
     }
@@ -237,6 +249,10 @@ impl<T: TaskSpec, S: InputSource<T::Input>> MapStream<T, S> {
 
     /// Submits the inputs collected in `buf`, the first with sequence number `first`.
     fn submit(&mut self, buf: InputBuf, first: u64) {
+        if buf.byte_len() > 0 {
+            self.refills.push_back((self.submitted, buf.byte_len()));
+            self.window_bytes += buf.byte_len();
+        }
         if let Some(inputs) = buf.finish() {
             let job = self.shared.make_many::<T>(inputs, first, Arc::clone(&self.tx));
             self.shared.enqueue(Bundle::from([job]));
@@ -296,9 +312,20 @@ impl<T: TaskSpec, S: InputSource<T::Input>> MapStream<T, S> {
             // its own.
             let low_water = this.window / 2;
             let refill = this.submitted - this.yielded <= low_water;
+            while let Some(&(end, bytes)) = this.refills.front()
+                && end <= this.yielded
+            {
+                this.refills.pop_front();
+                this.window_bytes -= bytes;
+            }
             let mut buf = InputBuf::default();
             let mut first = this.submitted;
-            while refill && !this.exhausted && this.submitted - this.yielded < this.window {
+            // Bounded in bytes too: at least one input is always let through.
+            while refill
+                && !this.exhausted
+                && this.submitted - this.yielded < this.window
+                && this.window_bytes + buf.byte_len() < WINDOW_BYTES
+            {
                 match this.source.poll_next_input(cx) {
                     Poll::Ready(Some(input)) => {
                         let mut scratch = std::mem::take(&mut this.scratch);

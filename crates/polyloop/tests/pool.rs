@@ -187,6 +187,35 @@ async fn streams_pull_inputs_a_bounded_distance_ahead() -> anyhow::Result<()> {
     Ok(())
 }
 
+#[polyloop::task]
+async fn text_len(text: String) -> u64 {
+    text.len() as u64
+}
+
+#[tokio::test]
+async fn streams_of_large_inputs_pull_at_most_64_mib_ahead() -> anyhow::Result<()> {
+    const MIB: usize = 1 << 20;
+    let pool = Pool::builder().processes(2).build().await?;
+    let taken = Arc::new(AtomicU64::new(0));
+    let seen = Arc::clone(&taken);
+    // An endless input of 1 MiB strings, which refuses to run further ahead than 64 of them
+    // (and one more) of what was taken: a window counted in inputs alone would pull thousands.
+    let inputs = (0u64..).map(move |pulled| {
+        let ahead = pulled.saturating_sub(seen.load(Ordering::SeqCst));
+        assert!(ahead <= 65, "{ahead} inputs of 1 MiB pulled ahead of the outputs taken");
+        "x".repeat(MIB)
+    });
+    let mut stream = pool.map_stream(text_len, inputs);
+    assert!(stream.window() > 1000, "the window in inputs alone is large");
+    for _ in 0..200 {
+        assert_eq!(next(&mut stream).await.expect("endless")?, MIB as u64);
+        taken.fetch_add(1, Ordering::SeqCst);
+    }
+    drop(stream);
+    pool.close().await?;
+    Ok(())
+}
+
 #[tokio::test]
 async fn child_concurrency_is_honoured() -> anyhow::Result<()> {
     let pool = Pool::builder().processes(2).child_concurrency(4).build().await?;
