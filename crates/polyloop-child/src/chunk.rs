@@ -95,28 +95,10 @@ impl Parts {
 
 #[cfg(test)]
 mod tests {
-    use std::pin::Pin;
-    use std::task::{Context, Poll};
-
     use polyloop_wire::{PartOutcomes, RemoteError};
 
     use super::*;
-
-    /// A finished task whose output is `bytes`, already encoded.
-    struct Done(Vec<u8>);
-
-    impl RunningTask for Done {
-        fn poll_run(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Failure>> {
-            Poll::Ready(Ok(()))
-        }
-        fn encoded_len(&self) -> Result<usize, String> {
-            Ok(self.0.len())
-        }
-        fn encode_into(&self, out: &mut Vec<u8>) -> Result<(), String> {
-            out.extend_from_slice(&self.0);
-            Ok(())
-        }
-    }
+    use crate::registry::Done;
 
     fn outcomes(parts: &mut Parts) -> Vec<Vec<String>> {
         parts

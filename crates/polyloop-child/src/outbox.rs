@@ -145,23 +145,7 @@ mod tests {
     use polyloop_wire::{ToParent, decode_to_parent, split_frame};
 
     use super::*;
-    use crate::registry::Failure;
-
-    /// A finished task whose output is `bytes`, already encoded.
-    struct Done(Vec<u8>);
-
-    impl RunningTask for Done {
-        fn poll_run(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Failure>> {
-            Poll::Ready(Ok(()))
-        }
-        fn encoded_len(&self) -> Result<usize, String> {
-            Ok(self.0.len())
-        }
-        fn encode_into(&self, out: &mut Vec<u8>) -> Result<(), String> {
-            out.extend_from_slice(&self.0);
-            Ok(())
-        }
-    }
+    use crate::registry::{Done, Failure};
 
     /// A finished task whose output writes other than the length it announced.
     struct Lies;
