@@ -77,55 +77,41 @@ fn tasks(c: &mut Criterion) {
 }
 
 fn results(c: &mut Criterion) {
-    let limits = Limits::default();
     let small = postcard::to_allocvec(&42u64).unwrap_or_default();
-    let mut group = c.benchmark_group("result_batch");
-    for &n in BATCH_SIZES {
-        group.throughput(Throughput::Elements(n as u64));
-        let mut batch = ResultBatch::default();
-        let mut out = Vec::new();
-        group.bench_function(BenchmarkId::new("encode", n), |b| {
-            b.iter(|| {
-                out.clear();
-                for id in 0..n {
-                    batch.push(id as u64, &Outcome::Ok(&small));
-                }
-                batch.finish_into(&mut out, &limits).expect("within the limits");
-                black_box(out.len())
-            });
-        });
-        let frame = result_frame(n, &small, &limits);
-        group.bench_with_input(BenchmarkId::new("decode", n), &frame, |b, frame| {
-            b.iter(|| {
-                let (payload, _) = split_frame(frame, &limits).ok().flatten().expect("a frame");
-                match decode_to_parent(payload, &limits) {
-                    Ok(ToParent::Results(items)) => black_box(items.len()),
-                    _ => unreachable!("a result batch"),
-                }
-            });
-        });
-    }
-    group.finish();
-
+    result_group(c, "result_batch", &small, BATCH_SIZES, |n, _| Throughput::Elements(n as u64));
     // Large results: the codec should borrow, not copy, so decode is nearly free and encode is
     // one memcpy.
     let mebibyte = vec![0xA5u8; 1 << 20];
-    let mut group = c.benchmark_group("result_batch_1mib");
-    for n in [1usize, 8] {
-        group.throughput(Throughput::Bytes((n * mebibyte.len()) as u64));
+    result_group(c, "result_batch_1mib", &mebibyte, &[1, 8], |n, bytes| {
+        Throughput::Bytes((n * bytes) as u64)
+    });
+}
+
+/// Encodes and decodes batches of `n` results of `output` (already encoded), for each `n`.
+fn result_group(
+    c: &mut Criterion,
+    name: &str,
+    output: &[u8],
+    sizes: &[usize],
+    throughput: fn(usize, usize) -> Throughput,
+) {
+    let limits = Limits::default();
+    let mut group = c.benchmark_group(name);
+    for &n in sizes {
+        group.throughput(throughput(n, output.len()));
         let mut batch = ResultBatch::default();
         let mut out = Vec::new();
         group.bench_function(BenchmarkId::new("encode", n), |b| {
             b.iter(|| {
                 out.clear();
                 for id in 0..n {
-                    batch.push(id as u64, &Outcome::Ok(&mebibyte));
+                    batch.push(id as u64, &Outcome::Ok(output));
                 }
                 batch.finish_into(&mut out, &limits).expect("within the limits");
                 black_box(out.len())
             });
         });
-        let frame = result_frame(n, &mebibyte, &limits);
+        let frame = result_frame(n, output, &limits);
         group.bench_with_input(BenchmarkId::new("decode", n), &frame, |b, frame| {
             b.iter(|| {
                 let (payload, _) = split_frame(frame, &limits).ok().flatten().expect("a frame");

@@ -103,6 +103,26 @@ pub struct Expected {
     pub errors: BTreeMap<ErrorKind, usize>,
 }
 
+impl Expected {
+    /// `Ok` if `found` holds exactly the expected links; else an error that counts the missing
+    /// and unexpected ones and lists the first few of each.
+    pub fn check_links(&self, found: &BTreeSet<(String, String)>) -> Result<(), String> {
+        if *found == self.links {
+            return Ok(());
+        }
+        let missing: Vec<_> = self.links.difference(found).collect();
+        let extra: Vec<_> = found.difference(&self.links).collect();
+        Err(format!(
+            "the links found differ from the site's: {} missing, {} unexpected\n\
+             first missing {:#?}\nfirst unexpected {:#?}",
+            missing.len(),
+            extra.len(),
+            &missing[..missing.len().min(10)],
+            &extra[..extra.len().min(10)],
+        ))
+    }
+}
+
 /// The crawl settings that decide what [`Site::expected`] is.
 #[derive(Clone, Debug)]
 pub struct Expectation<'a> {
@@ -212,6 +232,21 @@ impl Site {
     pub fn hits(&self) -> BTreeMap<String, u32> {
         let hits = self.content.hits.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         hits.iter().map(|(url, &n)| (url.clone(), n)).collect()
+    }
+
+    /// `Ok` if this site served each of `expected.fetched` that it serves exactly once, and
+    /// nothing else; else an error naming what it served.
+    pub fn check_each_fetched_once(&self, expected: &Expected) -> Result<(), String> {
+        let hits = self.hits();
+        let served: BTreeSet<&String> =
+            expected.fetched.iter().filter(|url| self.serves(url)).collect();
+        if hits.keys().collect::<BTreeSet<_>>() != served {
+            return Err(format!("served {hits:?}, expected each of {served:?} once"));
+        }
+        match hits.iter().find(|(_, n)| **n != 1) {
+            Some((url, n)) => Err(format!("{url} was fetched {n} times")),
+            None => Ok(()),
+        }
     }
 
     /// TCP connections accepted so far.

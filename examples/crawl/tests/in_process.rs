@@ -25,25 +25,16 @@ async fn check(site_config: SiteConfig, crawl_config: CrawlConfig, client: Clien
         max_body: client.max_body,
         timeout: client.timeout,
     });
-    let missing: Vec<_> = expected.links.difference(&found).take(10).collect();
-    let extra: Vec<_> = found.difference(&expected.links).take(10).collect();
-    assert!(
-        missing.is_empty() && extra.is_empty(),
-        "missing {missing:#?}\nextra {extra:#?}\nerrors {:?}, expected {:?}",
-        summary.errors,
-        expected.errors
-    );
+    if let Err(difference) = expected.check_links(&found) {
+        panic!("{difference}\nerrors {:?}, expected {:?}", summary.errors, expected.errors);
+    }
     assert_eq!(summary.errors, expected.errors);
     assert_eq!(summary.fetched, expected.fetched.len());
     assert_eq!(summary.html_pages, expected.html_pages);
     assert_eq!(summary.redirects, expected.redirects);
     assert_eq!(summary.truncated, expected.truncated);
     assert_eq!(summary.not_html, expected.not_html);
-    let hits = site.hits();
-    let served: BTreeSet<&String> =
-        expected.fetched.iter().filter(|url| site.serves(url)).collect();
-    assert_eq!(hits.keys().collect::<BTreeSet<_>>(), served);
-    assert!(hits.values().all(|&n| n == 1), "fetched twice: {hits:?}");
+    site.check_each_fetched_once(&expected).unwrap();
     site.shutdown().await;
 }
 

@@ -70,25 +70,16 @@ async fn crawl_of_the_embedded_site_finds_exactly_its_links() {
         timeout: client.timeout,
     });
     assert!(expected.links.len() > 2000, "the site is big enough to mean something");
-    let missing: Vec<_> = expected.links.difference(&found).take(10).collect();
-    let extra: Vec<_> = found.difference(&expected.links).take(10).collect();
-    assert!(
-        missing.is_empty() && extra.is_empty(),
-        "missing {missing:#?}\nextra {extra:#?}\nerrors {:?}, expected {:?}",
-        summary.errors,
-        expected.errors
-    );
+    if let Err(difference) = expected.check_links(&found) {
+        panic!("{difference}\nerrors {:?}, expected {:?}", summary.errors, expected.errors);
+    }
     assert_eq!(summary.links_found, expected.links.len());
     assert_eq!(summary.errors, expected.errors);
     assert_eq!(summary.fetched, expected.fetched.len());
     assert_eq!(summary.html_pages, expected.html_pages);
     assert_eq!(summary.truncated, 1);
 
-    let hits = site.hits();
-    let served: BTreeSet<&String> =
-        expected.fetched.iter().filter(|url| site.serves(url)).collect();
-    assert_eq!(hits.keys().collect::<BTreeSet<_>>(), served);
-    assert!(hits.values().all(|&n| n == 1), "a url was fetched twice: {hits:?}");
+    site.check_each_fetched_once(&expected).unwrap();
     site.shutdown().await;
 }
 

@@ -4,12 +4,10 @@
 //! fail-fast, retries of exactly what was lost, cancellation.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use polyloop::Pool;
-use tracing::{Event, Metadata, Subscriber, span};
+use polyloop_tests_integration::{EventLog, close};
 
 #[polyloop::task]
 async fn double(x: u64) -> u64 {
@@ -50,7 +48,7 @@ async fn die_once(x: u64, wait_at: u64, marker: String) -> u64 {
 
 /// A pool whose workers get chunks of 16 inputs.
 async fn chunked(retries: u32) -> anyhow::Result<Pool> {
-    install_counter();
+    EventLog::installed();
     Ok(Pool::builder()
         .processes(2)
         .child_concurrency(4)
@@ -68,61 +66,14 @@ fn marker(name: &str) -> String {
     path.to_string_lossy().into_owned()
 }
 
-/// Counts the driver's "chunk sent" events, so a test can tell its inputs did travel in chunks.
-struct ChunkCounter(Arc<AtomicUsize>);
-
-impl Subscriber for ChunkCounter {
-    fn enabled(&self, _: &Metadata<'_>) -> bool {
-        true
-    }
-    fn new_span(&self, _: &span::Attributes<'_>) -> span::Id {
-        span::Id::from_u64(1)
-    }
-    fn record(&self, _: &span::Id, _: &span::Record<'_>) {}
-    fn record_follows_from(&self, _: &span::Id, _: &span::Id) {}
-    fn event(&self, event: &Event<'_>) {
-        if event.metadata().target().starts_with("polyloop_pool") {
-            let mut message = Message(false);
-            event.record(&mut message);
-            if message.0 {
-                self.0.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-    }
-    fn enter(&self, _: &span::Id) {}
-    fn exit(&self, _: &span::Id) {}
-}
-
-struct Message(bool);
-
-impl tracing::field::Visit for Message {
-    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-        if field.name() == "message" && format!("{value:?}") == "chunk sent" {
-            self.0 = true;
-        }
-    }
-}
-
-fn chunks_sent() -> &'static Arc<AtomicUsize> {
-    static COUNT: OnceLock<Arc<AtomicUsize>> = OnceLock::new();
-    COUNT.get_or_init(Default::default)
-}
-
-fn install_counter() {
-    static INSTALLED: OnceLock<()> = OnceLock::new();
-    INSTALLED.get_or_init(|| {
-        let _ = tracing::subscriber::set_global_default(ChunkCounter(Arc::clone(chunks_sent())));
-    });
-}
-
 #[tokio::test]
 async fn a_chunked_map_returns_every_output_in_order() -> anyhow::Result<()> {
     let pool = chunked(0).await?;
-    let before = chunks_sent().load(Ordering::Relaxed);
+    let before = EventLog::installed().count("chunk sent");
     let n = 100_000u64;
     let out = pool.map(double, 0..n).await?;
     assert_eq!(out, (0..n).map(|x| x * 2).collect::<Vec<_>>());
-    let sent = chunks_sent().load(Ordering::Relaxed) - before;
+    let sent = EventLog::installed().count("chunk sent") - before;
     assert!(sent > 0, "the inputs travelled in chunks");
     let mut unordered: Vec<u64> = Vec::new();
     let mut stream = pool.map_unordered(double, 0..10_000u64);
@@ -133,7 +84,7 @@ async fn a_chunked_map_returns_every_output_in_order() -> anyhow::Result<()> {
     assert_eq!(unordered, (0..10_000).map(|x| x * 2).collect::<Vec<_>>());
     let done: u64 = pool.stats().workers.iter().map(|w| w.tasks_done).sum();
     assert_eq!(done, n + 10_000, "stats count every input of a chunk");
-    pool.close().await?;
+    close(&pool).await?;
     Ok(())
 }
 
@@ -170,7 +121,7 @@ async fn errors_and_panics_inside_a_chunk_stay_with_their_inputs() -> anyhow::Re
     let stats = pool.stats();
     let failed: u64 = stats.workers.iter().map(|w| w.tasks_failed).sum();
     assert_eq!(failed, (0..n).filter(|x| x % 11 == 5 || x % 7 == 3).count() as u64);
-    pool.close().await?;
+    close(&pool).await?;
     Ok(())
 }
 
@@ -182,7 +133,7 @@ async fn a_fail_fast_map_names_a_failing_input_of_a_chunk() -> anyhow::Result<()
         pool.map(fussy, (0..3_000u64).map(|x| if x == 2_500 { 3 } else { 0 })).await.unwrap_err();
     assert_eq!(err.input_index(), Some(2_500), "{err}");
     assert!(err.is_failed(), "{err}");
-    pool.close().await?;
+    close(&pool).await?;
     Ok(())
 }
 
@@ -199,7 +150,7 @@ async fn a_worker_lost_mid_chunk_retries_exactly_what_was_not_answered() -> anyh
     let retried: u64 = stats.workers.iter().map(|w| w.tasks_retried).sum();
     assert_eq!(restarts, 1, "{stats:?}");
     assert!(retried >= 1, "{stats:?}");
-    pool.close().await?;
+    close(&pool).await?;
     Ok(())
 }
 
@@ -226,7 +177,7 @@ async fn without_retries_a_lost_chunk_fails_only_its_unanswered_inputs() -> anyh
     assert!(!lost.contains(&5_000), "the one answered before the kill is not: {lost:?}");
     let failed: u64 = pool.stats().workers.iter().map(|w| w.tasks_failed).sum();
     assert_eq!(failed, lost.len() as u64);
-    pool.close().await?;
+    close(&pool).await?;
     Ok(())
 }
 
@@ -240,6 +191,6 @@ async fn dropping_a_chunked_stream_cancels_it_and_the_pool_serves_on() -> anyhow
     drop(stream);
     assert_eq!(pool.map(double, 0..1_000u64).await?.len(), 1_000);
     // Every cancelled input resolved: close does not wait for them.
-    tokio::time::timeout(Duration::from_secs(60), pool.close()).await??;
+    close(&pool).await?;
     Ok(())
 }
