@@ -58,12 +58,27 @@ async fn chunked(retries: u32) -> anyhow::Result<Pool> {
         .await?)
 }
 
-fn marker(name: &str) -> String {
-    let dir: PathBuf = std::env::temp_dir().join(format!("polyloop-chunks-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("the temp dir is writable");
-    let path = dir.join(name);
-    let _ = std::fs::remove_file(&path);
-    path.to_string_lossy().into_owned()
+/// A path in the temp dir for `die_once`'s marker, unique to this process and `name`, and
+/// removed when dropped.
+struct Marker(PathBuf);
+
+impl Marker {
+    fn new(name: &str) -> Marker {
+        let file = format!("polyloop-chunks-{}-{name}", std::process::id());
+        let path = std::env::temp_dir().join(file);
+        let _ = std::fs::remove_file(&path);
+        Marker(path)
+    }
+
+    fn path(&self) -> String {
+        self.0.to_string_lossy().into_owned()
+    }
+}
+
+impl Drop for Marker {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 #[tokio::test]
@@ -140,9 +155,9 @@ async fn a_fail_fast_map_names_a_failing_input_of_a_chunk() -> anyhow::Result<()
 #[tokio::test]
 async fn a_worker_lost_mid_chunk_retries_exactly_what_was_not_answered() -> anyhow::Result<()> {
     let pool = chunked(1).await?;
-    let marker = marker("retry");
+    let marker = Marker::new("retry");
     let n = 20_000u64;
-    let inputs = (0..n).map(|x| (x, 5_000u64, marker.clone()));
+    let inputs = (0..n).map(|x| (x, 5_000u64, marker.path()));
     let out = pool.map(die_once, inputs).await?;
     assert_eq!(out, (0..n).collect::<Vec<_>>(), "every input once, in order");
     let stats = pool.stats();
@@ -157,9 +172,9 @@ async fn a_worker_lost_mid_chunk_retries_exactly_what_was_not_answered() -> anyh
 #[tokio::test]
 async fn without_retries_a_lost_chunk_fails_only_its_unanswered_inputs() -> anyhow::Result<()> {
     let pool = chunked(0).await?;
-    let marker = marker("no-retry");
+    let marker = Marker::new("no-retry");
     let n = 20_000u64;
-    let mut stream = pool.map_stream(die_once, (0..n).map(|x| (x, 5_000u64, marker.clone())));
+    let mut stream = pool.map_stream(die_once, (0..n).map(|x| (x, 5_000u64, marker.path())));
     let (mut seen, mut lost) = (0u64, Vec::new());
     while let Some(result) = stream.next().await {
         match result {
