@@ -232,8 +232,7 @@ pub fn run_worker_process(inherited: Inherited, registry: Registry) -> Result<()
         _ => tokio::runtime::Builder::new_current_thread().enable_all().build()?,
     };
     runtime.block_on(async move {
-        let stream = tokio::net::UnixStream::from_std(stream)?;
-        let (reader, mut writer) = stream.into_split();
+        let (reader, mut writer) = polyloop_socket::split(stream)?;
         match welcome {
             Welcomed::Welcome(welcome) => {
                 serve_welcomed(reader, writer, frames, registry, welcome).await

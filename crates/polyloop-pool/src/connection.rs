@@ -8,12 +8,12 @@ use polyloop_wire::{
     decode_to_parent, encode_frame,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 
 use crate::PoolError;
 use crate::builder::Config;
 use crate::liveness::Heartbeat;
 use crate::process::{WorkerProc, WorkerProgram, spawn_worker};
+use polyloop_socket::{ReadHalf, WriteHalf};
 
 /// The tasks a worker announced: name to (registry index, fingerprint).
 #[derive(Debug, Default)]
@@ -42,8 +42,8 @@ impl RemoteRegistry {
 #[derive(Debug)]
 pub(crate) struct Connection {
     pub(crate) proc: Arc<WorkerProc>,
-    pub(crate) reader: OwnedReadHalf,
-    pub(crate) writer: OwnedWriteHalf,
+    pub(crate) reader: ReadHalf,
+    pub(crate) writer: WriteHalf,
     pub(crate) frames: FrameBuffer,
     pub(crate) registry: Arc<RemoteRegistry>,
     pub(crate) limits: Limits,
@@ -69,9 +69,7 @@ pub(crate) async fn connect(
     on_spawn(&proc);
     let pid = proc.pid();
     let handshake = async {
-        stream.set_nonblocking(true)?;
-        let stream = tokio::net::UnixStream::from_std(stream)?;
-        let (mut reader, mut writer) = stream.into_split();
+        let (mut reader, mut writer) = polyloop_socket::split(stream)?;
         let limits = Limits::default();
         let welcome = ToChild::Welcome(Welcome {
             protocol_version: PROTOCOL_VERSION,

@@ -252,7 +252,7 @@ impl<'a> Driver<'a> {
         if window.is_zero() {
             return false;
         }
-        let fd = conn.reader.as_ref().as_raw_fd();
+        let fd = conn.reader.as_raw_fd();
         let started = std::time::Instant::now();
         loop {
             let spare = conn.frames.spare();
