@@ -3,8 +3,8 @@
 
 `cargo xtask bench --compare-python` runs this script when `python3 -c "import aiomultiprocess"`
 works (install it with `pip install aiomultiprocess`). It writes JSON with the same workload keys
-as the Rust suite (`benches/src/bin/suite.rs`) under "aiomultiprocess", so the report can put the
-two side by side. Progress goes to stderr.
+as the Rust suite (`benches/src/bin/suite.rs`) under "figures", so the report can put the two side
+by side. Progress goes to stderr.
 
 Usage: python3 benches/python/aiomp_suite.py [--quick] [--json PATH]
 
@@ -13,15 +13,14 @@ take minutes without changing the figure (fewer apply samples); those are listed
 Every workload has a time limit, since aiomultiprocess waits forever on some failures.
 """
 
-import argparse
 import asyncio
 import contextlib
-import json
 import os
-import platform
 import statistics
 import sys
 import time
+
+import bench_report
 
 try:
     import aiomultiprocess
@@ -164,26 +163,35 @@ class Suite:
         try:
             await asyncio.wait_for(work(), timeout=limit)
         except Exception as err:  # noqa: BLE001 - every failure is reported, none is fatal
-            if isinstance(err, asyncio.TimeoutError):
-                message = f"timed out after {limit} s"
-            else:
-                message = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+            message = bench_report.failure(err, limit, asyncio.TimeoutError)
             progress(f"FAILED: {message}")
             for key in keys:
                 if key not in self.figures:
                     self.errors[key] = message
+
+    async def noop_map(self, pool, n):
+        """Tasks per second of one no-op map of n inputs."""
+        started = time.perf_counter()
+        out = await pool.map(noop, range(n))
+        elapsed = time.perf_counter() - started
+        assert list(out) == list(range(n)), "map returned wrong results"
+        return n / elapsed
+
+    async def noop_map_fresh(self):
+        # Each map is the first work of a pool just built, closed after it; only the map is timed.
+        p = self.params
+        for key, n in (("noop_map_small_fresh", p["noop_small"]), ("noop_map_large_fresh", p["noop_large"])):
+            async with self.pool() as pool:
+                self.figures[key] = await self.noop_map(pool, n)
+            progress(f"no-op map of {n} on a fresh pool: {self.figures[key]:.0f} tasks/s")
 
     async def noop_apply_rss(self):
         p = self.params
         async with self.pool() as pool:
             await pool.map(noop, range(min(p["noop_small"], 1_000)))
             for key, n in (("noop_map_small", p["noop_small"]), ("noop_map_large", p["noop_large"])):
-                started = time.perf_counter()
-                out = await pool.map(noop, range(n))
-                elapsed = time.perf_counter() - started
-                assert list(out) == list(range(n)), "map returned wrong results"
-                self.figures[key] = n / elapsed
-                progress(f"no-op map of {n}: {n / elapsed:.0f} tasks/s")
+                self.figures[key] = await self.noop_map(pool, n)
+                progress(f"no-op map of {n} on a warm pool: {self.figures[key]:.0f} tasks/s")
 
             samples = []
             for i in range(p["apply_warmup"] + p["apply_samples"]):
@@ -271,7 +279,9 @@ class Suite:
 
     async def run(self):
         steps = [
-            ("1, 2, 7: no-op map, apply, worker RSS",
+            ("1: no-op map on fresh pools", ["noop_map_small_fresh", "noop_map_large_fresh"],
+             self.noop_map_fresh),
+            ("1, 2, 7: no-op map on a warm pool, apply, worker RSS",
              ["noop_map_small", "noop_map_large", "apply_p50_us", "apply_p99_us", "worker_rss_mib"],
              self.noop_apply_rss),
             ("3: sleeps at concurrency 16", ["sleep_s", "sleep_vs_ideal"], lambda: self.sleeps(False)),
@@ -286,10 +296,7 @@ class Suite:
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="reduced sizes: proves the script works")
-    parser.add_argument("--json", metavar="PATH", help="write the figures here instead of stdout")
-    args = parser.parse_args()
+    args = bench_report.parse_args(__doc__)
     if aiomultiprocess is None:
         print("aiomp_suite: aiomultiprocess is not installed (pip install aiomultiprocess)", file=sys.stderr)
         return 2
@@ -299,21 +306,8 @@ def main():
     started = time.perf_counter()
     asyncio.run(suite.run())
     progress(f"done in {time.perf_counter() - started:.1f} s")
-    doc = {
-        "suite": "aiomultiprocess",
-        "version": getattr(aiomultiprocess, "__version__", "?"),
-        "python": platform.python_version(),
-        "quick": args.quick,
-        "params": params,
-        "aiomultiprocess": suite.figures,
-        "errors": suite.errors,
-    }
-    text = json.dumps(doc, indent=2) + "\n"
-    if args.json:
-        with open(args.json, "w") as out:
-            out.write(text)
-    else:
-        sys.stdout.write(text)
+    version = getattr(aiomultiprocess, "__version__", "?")
+    bench_report.write(args.json, "aiomultiprocess", version, args, params, suite.figures, suite.errors)
     return 0
 
 

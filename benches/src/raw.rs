@@ -9,7 +9,9 @@
 //! - [`PeerMode::Source`] answers a request `(count, size)` with `count` messages of `size` bytes.
 //!
 //! Every peer writes one byte as soon as it runs, which times a re-execution to its first byte.
-//! Only std and libc are used, so these figures bound what any IPC library can do here.
+//! A [`Placement`] says whether the measuring thread and the peer are pinned to two cores or left
+//! to the scheduler. Only std and libc are used, so these figures bound what any IPC library can
+//! do here.
 
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};
@@ -22,10 +24,50 @@ use crate::measure::Samples;
 /// Set in a re-executed suite to `<mode>:<fd>:<buffer bytes>`; see [`run_peer_if_requested`].
 pub const PEER_ENV: &str = "POLYLOOP_BENCH_PEER";
 
-/// The CPUs of the measuring thread and of the peer when the machine has two or more, so that
-/// every raw figure is taken across cores, as a pool's parent and workers usually are.
-const MEASURE_CPU: Option<usize> = Some(0);
-const PEER_CPU: Option<usize> = Some(1);
+/// The CPUs of the measuring thread and of a [`Placement::Pinned`] peer when the machine has two
+/// or more.
+const MEASURE_CPU: usize = 0;
+const PEER_CPU: usize = 1;
+
+/// Where the measuring thread and the peer run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// The measuring thread on CPU 0 and the peer on CPU 1 (when the machine has two CPUs or
+    /// more): across cores, as a pool's parent and workers usually are.
+    Pinned,
+    /// Wherever the scheduler puts them, as a pool's own processes run: on a VM that halts idle
+    /// CPUs it may keep both on one core and skip the cross-core wake-up.
+    Unpinned,
+}
+
+impl Placement {
+    /// Both placements, in the order the suite reports them.
+    pub const ALL: [Placement; 2] = [Placement::Pinned, Placement::Unpinned];
+
+    /// `pinned` or `unpinned`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Placement::Pinned => "pinned",
+            Placement::Unpinned => "unpinned",
+        }
+    }
+
+    /// Places the calling thread to measure against a peer of this placement. Call it on a thread
+    /// of its own: a pinned thread stays pinned.
+    pub fn place_measuring_thread(self) -> io::Result<()> {
+        match self {
+            Placement::Pinned => pin_current_thread(MEASURE_CPU),
+            Placement::Unpinned => Ok(()),
+        }
+    }
+
+    fn peer_cpu(self) -> Option<usize> {
+        match self {
+            Placement::Pinned => Some(PEER_CPU),
+            Placement::Unpinned => None,
+        }
+    }
+}
 
 /// The size of an echoed message, the payload of a small task's round trip.
 pub const ECHO_BYTES: usize = 32;
@@ -135,15 +177,6 @@ pub fn pin_current_thread(cpu: usize) -> io::Result<()> {
     Ok(())
 }
 
-/// Pins the calling thread to the measuring CPU, across from the peer. Call it on a thread of
-/// its own (it stays pinned).
-pub fn pin_measuring_thread() -> io::Result<()> {
-    match (MEASURE_CPU, PEER_CPU) {
-        (Some(ours), Some(_)) => pin_current_thread(ours),
-        _ => Ok(()),
-    }
-}
-
 fn set_cloexec(fd: RawFd, on: bool) -> io::Result<()> {
     // SAFETY: F_GETFD/F_SETFD on a descriptor we own only change its close-on-exec flag.
     unsafe {
@@ -211,8 +244,8 @@ pub struct Peer {
 
 impl Peer {
     /// Re-executes the current binary as a peer; `buffer` sets both socket buffers on both ends.
-    pub fn spawn(mode: PeerMode, buffer: Option<usize>) -> io::Result<Peer> {
-        Peer::spawn_program(&std::env::current_exe()?, mode, buffer)
+    pub fn spawn(mode: PeerMode, buffer: Option<usize>, placement: Placement) -> io::Result<Peer> {
+        Peer::spawn_program(&std::env::current_exe()?, mode, buffer, placement)
     }
 
     /// Starts `program`, which must call [`run_peer_if_requested`] first thing, as a peer.
@@ -220,6 +253,7 @@ impl Peer {
         program: &std::path::Path,
         mode: PeerMode,
         buffer: Option<usize>,
+        placement: Placement,
     ) -> io::Result<Peer> {
         let (ours, theirs) = UnixStream::pair()?;
         if let Some(bytes) = buffer {
@@ -229,7 +263,7 @@ impl Peer {
         // Inheritable for this one spawn only; the harness spawns nothing else meanwhile, and the
         // parent's copy closes right after.
         set_cloexec(theirs.as_raw_fd(), false)?;
-        let cpu = PEER_CPU.map_or_else(|| "any".to_owned(), |cpu| cpu.to_string());
+        let cpu = placement.peer_cpu().map_or_else(|| "any".to_owned(), |cpu| cpu.to_string());
         let spec = format!("{}:{}:{}:{cpu}", mode.name(), theirs.as_raw_fd(), buffer.unwrap_or(0));
         let child = Command::new(program)
             .env(PEER_ENV, spec)
@@ -290,6 +324,45 @@ impl Peer {
         self.stream.shutdown(std::net::Shutdown::Both)?;
         let mut child = self.child.take().ok_or_else(|| io::Error::other("peer already reaped"))?;
         child.wait()
+    }
+}
+
+/// Round trips to one echo peer measured in blocks between other work, so that the raw figure and
+/// the work's see the same machine; the samples add up across blocks.
+#[derive(Debug)]
+pub struct EchoSeries {
+    placement: Placement,
+    peer: Peer,
+    samples: Samples,
+}
+
+impl EchoSeries {
+    /// Unrecorded round trips before each block, which wake both sides up again.
+    const BLOCK_WARMUP: usize = 5;
+
+    /// Starts an echo peer of this placement.
+    pub fn spawn(placement: Placement) -> io::Result<EchoSeries> {
+        let peer = Peer::spawn(PeerMode::Echo, None, placement)?;
+        Ok(EchoSeries { placement, peer, samples: Samples::default() })
+    }
+
+    /// Where the peer and the measuring thread run.
+    pub fn placement(&self) -> Placement {
+        self.placement
+    }
+
+    /// Measures `samples` more round trips. Call it on a thread of its own, which it places.
+    pub fn block(&mut self, samples: usize) -> io::Result<()> {
+        self.placement.place_measuring_thread()?;
+        let block = self.peer.round_trips(Self::BLOCK_WARMUP, samples)?;
+        self.samples.extend(block);
+        Ok(())
+    }
+
+    /// Ends the peer; every sample measured.
+    pub fn finish(self) -> io::Result<Samples> {
+        self.peer.finish()?;
+        Ok(self.samples)
     }
 }
 

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use polyloop_benches::raw::{ECHO_BYTES, Peer, PeerMode};
+use polyloop_benches::raw::{ECHO_BYTES, Peer, PeerMode, Placement};
 
 fn suite() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_suite"))
@@ -12,25 +12,37 @@ fn suite() -> &'static Path {
 
 #[test]
 fn echo_peer_answers_every_round_trip_and_exits_cleanly() {
-    let mut peer = Peer::spawn_program(suite(), PeerMode::Echo, None).expect("spawn the peer");
-    assert!(peer.pid() > 0);
-    let two_cpus = std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2);
-    if cfg!(target_os = "linux") && two_cpus {
-        // The peer pins itself to CPU 1 before it answers, so raw figures are taken across cores.
-        let status = std::fs::read_to_string(format!("/proc/{}/status", peer.pid())).unwrap();
-        let allowed = status.lines().find(|l| l.starts_with("Cpus_allowed_list:")).unwrap();
-        assert_eq!(allowed.split_whitespace().nth(1), Some("1"), "{allowed}");
+    for placement in Placement::ALL {
+        let mut peer =
+            Peer::spawn_program(suite(), PeerMode::Echo, None, placement).expect("spawn the peer");
+        assert!(peer.pid() > 0);
+        let two_cpus = std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2);
+        if cfg!(target_os = "linux") && two_cpus {
+            // A pinned peer pins itself to CPU 1 before it answers, so its figures are taken
+            // across cores; an unpinned one keeps the CPUs its parent may use.
+            let allowed = |pid: &str| {
+                let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+                let line = status.lines().find(|l| l.starts_with("Cpus_allowed_list:")).unwrap();
+                line.split_whitespace().nth(1).unwrap().to_owned()
+            };
+            let expected = match placement {
+                Placement::Pinned => "1".to_owned(),
+                Placement::Unpinned => allowed("self"),
+            };
+            assert_eq!(allowed(&peer.pid().to_string()), expected, "{placement:?}");
+        }
+        let samples = peer.round_trips(3, 20).expect("round trips");
+        assert_eq!(samples.len(), 20);
+        let status = peer.finish().expect("reap the peer");
+        assert!(status.success(), "peer exited with {status}");
     }
-    let samples = peer.round_trips(3, 20).expect("round trips");
-    assert_eq!(samples.len(), 20);
-    let status = peer.finish().expect("reap the peer");
-    assert!(status.success(), "peer exited with {status}");
 }
 
 #[test]
 fn source_peer_sends_what_was_asked_with_large_buffers() {
     let buffer = Some(4 << 20);
-    let mut peer = Peer::spawn_program(suite(), PeerMode::Source, buffer).expect("spawn the peer");
+    let mut peer = Peer::spawn_program(suite(), PeerMode::Source, buffer, Placement::Pinned)
+        .expect("spawn the peer");
     for (count, size) in [(1, ECHO_BYTES as u32), (3, 1 << 20), (2, 12_345)] {
         peer.receive(count, size).expect("every byte arrives");
     }
@@ -40,7 +52,8 @@ fn source_peer_sends_what_was_asked_with_large_buffers() {
 
 #[test]
 fn a_dropped_peer_is_killed_and_reaped() {
-    let peer = Peer::spawn_program(suite(), PeerMode::Echo, None).expect("spawn the peer");
+    let peer = Peer::spawn_program(suite(), PeerMode::Echo, None, Placement::Unpinned)
+        .expect("spawn the peer");
     let pid = peer.pid();
     drop(peer);
     // Reaped means gone from the process table, not a zombie.

@@ -1,11 +1,12 @@
-//! `cargo xtask bench`: runs the end-to-end suite, optionally aiomultiprocess, and reports.
+//! `cargo xtask bench`: runs the end-to-end suite, optionally the Python baselines, and reports.
 //!
 //! The suite itself is the `suite` binary of `polyloop-benches` (it needs the library, which xtask
 //! must not link). It prints progress to stderr and writes its figures as JSON, a `SuiteReport` of
-//! `polyloop-bench-report`; `benches/python/aiomp_suite.py` writes a [`PythonReport`]. This module
-//! merges both into one table against the project's targets, printed to stdout and
-//! written to `target/bench/results.{json,md}`, and draws the concurrency sweep as
-//! `target/bench/sweep.svg`.
+//! `polyloop-bench-report`; with `--compare-python`, `benches/python/mp_pool_suite.py`
+//! (multiprocessing.Pool) and `benches/python/aiomp_suite.py` (aiomultiprocess) each write a
+//! [`PythonReport`]. This module merges them into one table against the project's targets,
+//! printed to stdout and written to `target/bench/results.{json,md}`, and draws the concurrency
+//! sweep as `target/bench/sweep.svg`.
 
 mod plot;
 mod table;
@@ -25,7 +26,8 @@ use serde::{Deserialize, Serialize};
 pub(crate) struct Config {
     /// Reduced sizes: proves the harness works, not how fast polyloop is.
     pub(crate) quick: bool,
-    /// Also run the workloads on aiomultiprocess when `python3` can import it.
+    /// Also run the workloads on multiprocessing.Pool and, when `python3` can import it,
+    /// aiomultiprocess.
     pub(crate) compare_python: bool,
 }
 
@@ -119,10 +121,10 @@ pub(crate) fn run(config: Config) -> anyhow::Result<ExitCode> {
         eprintln!("xtask: the suite exited with {status}; reporting what it measured");
     }
 
-    let python_doc = if config.compare_python { run_python(&config, &paths)? } else { None };
+    let python = config.compare_python.then(|| run_python(&config, &paths));
 
     let machine = machine_info(load_before, load_average());
-    let report = table::Report::new(&config, &suite_doc, python_doc.as_ref(), machine);
+    let report = table::Report::new(&config, &suite_doc, python.as_ref(), machine);
     let markdown = report.markdown();
     println!("{}", report.terminal_table());
 
@@ -160,52 +162,104 @@ fn read_report<T: DeserializeOwned>(path: &Path) -> anyhow::Result<T> {
     serde_json::from_str(&text).with_context(|| format!("{} is not a valid report", path.display()))
 }
 
-/// What `benches/python/aiomp_suite.py` writes: its figures, under the suite's workload keys.
+/// What a script under `benches/python/` writes: its figures, under the suite's workload keys.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct PythonReport {
-    /// Always `aiomultiprocess`.
-    pub(crate) suite: String,
-    /// aiomultiprocess's version, `?` when the package does not say.
-    pub(crate) version: String,
+    /// `multiprocessing.Pool` or `aiomultiprocess`.
+    suite: String,
+    /// The version of what was measured (Python's for multiprocessing), `?` when it does not say.
+    version: String,
     /// The version of the Python that ran it.
-    pub(crate) python: String,
-    pub(crate) quick: bool,
-    /// The script's sizes, which follow the suite's where aiomultiprocess allows; only passed on.
-    pub(crate) params: serde_json::Value,
-    pub(crate) aiomultiprocess: Figures,
+    python: String,
+    quick: bool,
+    /// The script's sizes, which follow the suite's where the package allows; only passed on.
+    params: serde_json::Value,
+    figures: Figures,
+    /// The chunksize that gave a figure, for a figure that is the best of several.
+    #[serde(default)]
+    chunksize: BTreeMap<String, u64>,
+    /// Every chunksize's figure, by chunksize, where the figure is the best of them.
+    #[serde(default)]
+    by_chunksize: BTreeMap<String, Figures>,
     /// Why a figure is missing, by the key of the workload that failed.
-    pub(crate) errors: BTreeMap<String, String>,
+    errors: BTreeMap<String, String>,
 }
 
-/// Runs the aiomultiprocess script, or explains how to install it and returns `None`.
-fn run_python(config: &Config, paths: &Paths) -> anyhow::Result<Option<PythonReport>> {
-    let importable = Command::new("python3")
-        .args(["-c", "import aiomultiprocess"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !importable {
+/// One Python column of `--compare-python`: what its script reported, or why there is none.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub(crate) enum PythonSide {
+    Ran(PythonReport),
+    /// A few words for the column instead of figures: `no python3`, `not installed`, ...
+    Missing(String),
+}
+
+impl PythonSide {
+    fn report(&self) -> Option<&PythonReport> {
+        match self {
+            PythonSide::Ran(report) => Some(report),
+            PythonSide::Missing(_) => None,
+        }
+    }
+}
+
+/// Both Python baselines of one run.
+#[derive(Debug, Serialize)]
+pub(crate) struct Python {
+    mp_pool: PythonSide,
+    aiomultiprocess: PythonSide,
+}
+
+/// Runs the Python scripts that can run here; a side that cannot says why, in its column.
+fn run_python(config: &Config, paths: &Paths) -> Python {
+    if !python_imports("multiprocessing") {
+        eprintln!(
+            "xtask: --compare-python: `python3` does not run here; install Python 3 to add the \
+             multiprocessing.Pool and aiomultiprocess columns"
+        );
+        let missing = || PythonSide::Missing("no python3".to_owned());
+        return Python { mp_pool: missing(), aiomultiprocess: missing() };
+    }
+    let mp_pool = run_script(config, paths, "multiprocessing.Pool", "mp_pool_suite.py", "mp_pool");
+    let aiomultiprocess = if python_imports("aiomultiprocess") {
+        run_script(config, paths, "aiomultiprocess", "aiomp_suite.py", "aiomultiprocess")
+    } else {
         eprintln!(
             "xtask: --compare-python: `python3 -c \"import aiomultiprocess\"` failed; \
              install it with `pip install aiomultiprocess` to add its column"
         );
-        return Ok(None);
-    }
-    let out = paths.out_dir.join("aiomultiprocess.json");
+        PythonSide::Missing("not installed".to_owned())
+    };
+    Python { mp_pool, aiomultiprocess }
+}
+
+/// Whether `python3 -c "import <module>"` succeeds.
+fn python_imports(module: &str) -> bool {
+    Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Runs `benches/python/<script>`, which writes `<target>/bench/<name>.json`.
+fn run_script(config: &Config, paths: &Paths, what: &str, script: &str, name: &str) -> PythonSide {
+    let out = paths.out_dir.join(format!("{name}.json"));
     let _ = std::fs::remove_file(&out);
-    eprintln!("xtask: running the same workloads on aiomultiprocess");
-    let mut script = Command::new("python3");
-    script.arg(paths.workspace.join("benches/python/aiomp_suite.py"));
+    eprintln!("xtask: running the same workloads on {what}");
+    let mut command = Command::new("python3");
+    command.arg(paths.workspace.join("benches/python").join(script));
     if config.quick {
-        script.arg("--quick");
+        command.arg("--quick");
     }
-    let status = script.arg("--json").arg(&out).status().context("cannot run python3")?;
+    let status = command.arg("--json").arg(&out).status();
     match read_report(&out) {
-        Ok(doc) => Ok(Some(doc)),
+        Ok(doc) => PythonSide::Ran(doc),
         Err(err) => {
-            eprintln!("xtask: aiomultiprocess run ({status}) produced no report: {err:#}");
-            Ok(None)
+            let ran = status.map_or_else(|err| err.to_string(), |s| s.to_string());
+            eprintln!("xtask: {what} run ({ran}) produced no report: {err:#}");
+            PythonSide::Missing("FAILED".to_owned())
         }
     }
 }
@@ -220,16 +274,16 @@ fn load_average() -> Option<f64> {
 #[derive(Debug, Default, Serialize)]
 pub(crate) struct Machine {
     /// 0 when the OS does not tell.
-    pub(crate) cpus: usize,
-    pub(crate) cpu_model: String,
-    pub(crate) kernel: String,
+    cpus: usize,
+    cpu_model: String,
+    kernel: String,
     /// The short hash of the checked-out commit, empty outside a git checkout.
-    pub(crate) commit: String,
+    commit: String,
     /// Seconds since the Unix epoch when the run ended.
-    pub(crate) unix_time: u64,
+    unix_time: u64,
     /// The one-minute load average before and after the run, where the OS tells it.
-    pub(crate) load_before: Option<f64>,
-    pub(crate) load_after: Option<f64>,
+    load_before: Option<f64>,
+    load_after: Option<f64>,
 }
 
 /// The facts of this machine, with the load averages taken around the run.

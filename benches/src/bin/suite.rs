@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use polyloop::Pool;
 use polyloop_benches::Params;
-use polyloop_benches::measure::{self, Progress};
-use polyloop_benches::raw::{self, Peer, PeerMode};
+use polyloop_benches::measure::{self, Progress, Samples};
+use polyloop_benches::raw::{self, EchoSeries, Peer, PeerMode, Placement};
 use polyloop_benches::reference;
 use polyloop_benches::report::Report;
 use serde_bytes::ByteBuf;
@@ -71,19 +71,49 @@ impl Args {
 
 const STEPS: usize = 9;
 
+/// One run of the suite: its sizes, the report it fills in, and its progress lines.
+#[derive(Debug)]
+struct Run {
+    params: Params,
+    report: Report,
+    progress: Progress,
+}
+
+impl Run {
+    /// Records polyloop's figure for `key` and prints `note` under the current step.
+    fn polyloop(&mut self, key: &str, value: f64, note: &str) {
+        self.report.polyloop(key, value);
+        self.progress.note(note);
+    }
+
+    /// Marks the figures `keys` failed when their workload did; figures it measured before stay.
+    fn check(&mut self, keys: &[&str], outcome: anyhow::Result<()>) {
+        if let Err(err) = outcome {
+            self.progress.note(&format!("FAILED: {err:#}"));
+            self.report.error(keys, &err);
+        }
+    }
+
+    /// The run's time limit on one workload.
+    fn limit(&self) -> Duration {
+        Duration::from_secs(self.params.workload_timeout_s)
+    }
+}
+
 #[polyloop::main]
 async fn main() -> anyhow::Result<()> {
     // A re-executed copy of this binary serving as the raw socketpair peer never returns here.
     raw::run_peer_if_requested();
     let args = Args::parse()?;
     let params = Params::new(args.quick);
-    let mut report = Report::new(params.clone());
-    let mut progress = Progress::new(STEPS);
+    let report = Report::new(params.clone());
+    let mut run = Run { params, report, progress: Progress::new(STEPS) };
     let started = Instant::now();
 
-    raw_limits(&params, &mut report, &mut progress).await;
-    pool::run_all(&params, &mut report, &mut progress).await;
+    raw_limits(&mut run).await;
+    pool::run_all(&mut run).await;
 
+    let report = &run.report;
     match &args.json {
         Some(path) => {
             report.write(path).with_context(|| format!("cannot write {}", path.display()))?
@@ -111,57 +141,85 @@ async fn on_thread<T: Send + 'static>(
     result?
 }
 
+/// The report's keys for the raw round trip's p50 and p99 with `placement`.
+fn rtt_keys(placement: Placement) -> [&'static str; 2] {
+    match placement {
+        Placement::Pinned => ["socketpair_rtt_pinned_p50_us", "socketpair_rtt_pinned_p99_us"],
+        Placement::Unpinned => ["socketpair_rtt_unpinned_p50_us", "socketpair_rtt_unpinned_p99_us"],
+    }
+}
+
+/// Records the raw round trip `rtt` taken with `placement` and notes it.
+fn report_rtt(run: &mut Run, placement: Placement, rtt: &Samples) {
+    let [p50, p99] = rtt_keys(placement);
+    run.report.raw(p50, rtt.quantile_us(0.5));
+    run.report.raw(p99, rtt.quantile_us(0.99));
+    run.progress.note(&format!(
+        "raw round trip, {}: p50 {:.1} us, p99 {:.1} us",
+        placement.name(),
+        rtt.quantile_us(0.5),
+        rtt.quantile_us(0.99)
+    ));
+}
+
 /// The raw figures: socketpair round trip and bandwidth, re-exec time and memory of a peer.
-async fn raw_limits(params: &Params, report: &mut Report, progress: &mut Progress) {
-    progress.step("raw: 32-byte socketpair round trip between two processes, receiver asleep");
-    let (warmup, samples) = (params.apply_warmup, params.apply_samples);
-    let echo = on_thread(move || {
-        raw::pin_measuring_thread()?;
-        let mut spawn_times = Vec::new();
-        let mut peer = Peer::spawn(PeerMode::Echo, None)?;
-        spawn_times.push(peer.spawn_to_first_byte.as_secs_f64() * 1e3);
-        let rtt = peer.round_trips(warmup, samples)?;
-        let rss = measure::rss_of(peer.pid());
-        peer.finish()?;
-        // More re-executions for a stable median of the time to first byte.
-        for _ in 0..4 {
-            let peer = Peer::spawn(PeerMode::Echo, None)?;
-            spawn_times.push(peer.spawn_to_first_byte.as_secs_f64() * 1e3);
+async fn raw_limits(run: &mut Run) {
+    run.progress.step(
+        "raw: 32-byte socketpair round trip between two processes, receiver asleep, pinned and \
+         unpinned",
+    );
+    let (warmup, samples) = (run.params.apply_warmup, run.params.apply_samples);
+    for placement in Placement::ALL {
+        let echo = on_thread(move || {
+            placement.place_measuring_thread()?;
+            let mut peer = Peer::spawn(PeerMode::Echo, None, placement)?;
+            let rtt = peer.round_trips(warmup, samples)?;
+            Ok((rtt, peer))
+        })
+        .await;
+        match echo {
+            // Replaced by the figures interleaved with polyloop's apply when that workload runs.
+            Ok((rtt, peer)) => {
+                report_rtt(run, placement, &rtt);
+                if placement == Placement::Pinned
+                    && let Some(rss) = measure::rss_of(peer.pid())
+                {
+                    run.report.raw("peer_rss_mib", rss.peak_mib);
+                }
+                if let Err(err) = on_thread(move || Ok(peer.finish()?)).await {
+                    run.report.error(&rtt_keys(placement), &err);
+                }
+            }
+            Err(err) => run.report.error(&rtt_keys(placement), &err),
+        }
+    }
+    let first_byte = on_thread(|| {
+        Placement::Pinned.place_measuring_thread()?;
+        let mut times = Vec::new();
+        for _ in 0..5 {
+            let peer = Peer::spawn(PeerMode::Echo, None, Placement::Pinned)?;
+            times.push(peer.spawn_to_first_byte.as_secs_f64() * 1e3);
             peer.finish()?;
         }
-        Ok((rtt, rss, measure::median(spawn_times)))
+        Ok(measure::median(times))
     })
     .await;
-    match echo {
-        Ok((rtt, rss, first_byte_ms)) => {
-            // Replaced by the figures interleaved with polyloop's apply when that workload runs.
-            report.raw("socketpair_rtt_p50_us", rtt.quantile_us(0.5));
-            report.raw("socketpair_rtt_p99_us", rtt.quantile_us(0.99));
-            report.raw("socketpair_rtt_alone_p50_us", rtt.quantile_us(0.5));
-            report.raw("reexec_first_byte_ms", first_byte_ms);
-            if let Some(rss) = rss {
-                report.raw("peer_rss_mib", rss.peak_mib);
-            }
-            progress.note(&format!(
-                "p50 {:.1} us, p99 {:.1} us; re-exec to first byte {first_byte_ms:.2} ms",
-                rtt.quantile_us(0.5),
-                rtt.quantile_us(0.99)
-            ));
+    match first_byte {
+        Ok(ms) => {
+            run.report.raw("reexec_first_byte_ms", ms);
+            run.progress.note(&format!("re-exec to first byte {ms:.2} ms (median of 5)"));
         }
-        Err(err) => report.error(
-            &["socketpair_rtt_p50_us", "socketpair_rtt_p99_us", "reexec_first_byte_ms"],
-            &err,
-        ),
+        Err(err) => run.report.error(&["reexec_first_byte_ms"], &err),
     }
 
-    progress.step("raw: socketpair bandwidth, 1 MiB messages, default and 4 MiB buffers");
-    let (count, size) = (params.result_tasks as u32, params.result_bytes as u32);
+    run.progress.step("raw: socketpair bandwidth, 1 MiB messages, default and 4 MiB buffers");
+    let (count, size) = (run.params.result_tasks as u32, run.params.result_bytes as u32);
     for (key, buffer) in
         [("socketpair_bw_default_mib_s", None), ("socketpair_bw_4mib_mib_s", Some(4 << 20))]
     {
         let measured = on_thread(move || {
-            raw::pin_measuring_thread()?;
-            let mut peer = Peer::spawn(PeerMode::Source, buffer)?;
+            Placement::Pinned.place_measuring_thread()?;
+            let mut peer = Peer::spawn(PeerMode::Source, buffer, Placement::Pinned)?;
             let granted = raw::send_buffer(peer.stream())?;
             peer.receive(count.min(16), size)?;
             let mut rates = Vec::new();
@@ -175,31 +233,23 @@ async fn raw_limits(params: &Params, report: &mut Report, progress: &mut Progres
         .await;
         match measured {
             Ok((rate, granted)) => {
-                report.raw(key, rate);
-                progress.note(&format!("{key}: {rate:.0} MiB/s (SO_SNDBUF granted {granted} B)"));
+                run.report.raw(key, rate);
+                run.progress
+                    .note(&format!("{key}: {rate:.0} MiB/s (SO_SNDBUF granted {granted} B)"));
             }
-            Err(err) => report.error(&[key], &err),
+            Err(err) => run.report.error(&[key], &err),
         }
     }
 }
 
-/// Awaits one workload with the run's time limit, so a hang fails the run instead of stalling it.
+/// Awaits one workload within `limit`, so a hang fails the run instead of stalling it.
 async fn limited(
-    params: &Params,
+    limit: Duration,
     work: impl Future<Output = anyhow::Result<()>>,
 ) -> anyhow::Result<()> {
-    let limit = Duration::from_secs(params.workload_timeout_s);
     match tokio::time::timeout(limit, work).await {
         Ok(result) => result,
         Err(_) => Err(anyhow::anyhow!("timed out after {} s", limit.as_secs())),
-    }
-}
-
-/// Marks the figures `keys` failed when their workload did; figures it measured before stay.
-fn check(report: &mut Report, keys: &[&str], outcome: anyhow::Result<()>) {
-    if let Err(err) = outcome {
-        eprintln!("                 FAILED: {err:#}");
-        report.error(keys, &err);
     }
 }
 
@@ -207,80 +257,97 @@ fn check(report: &mut Report, keys: &[&str], outcome: anyhow::Result<()>) {
 mod pool {
     use super::*;
 
+    /// Pools built for each fresh-pool figure, whose median is reported.
+    const FRESH_POOLS: usize = 3;
+
+    /// Round trips in one block of the interleaved apply and raw echo measurements.
+    const BLOCK: usize = 50;
+
     fn builder(params: &Params) -> polyloop::PoolBuilder {
         Pool::builder().processes(params.processes)
     }
 
-    pub(super) async fn run_all(params: &Params, report: &mut Report, progress: &mut Progress) {
-        let workers = params.processes;
+    pub(super) async fn run_all(run: &mut Run) {
+        let workers = run.params.processes;
+        let limit = run.limit();
 
-        progress.step("1. no-op map throughput, default settings (and 7. worker RSS)");
-        let outcome = limited(params, noop_apply_rss(params, report, progress)).await;
-        check(
-            report,
+        run.progress.step("1. no-op map throughput, fresh and warm pools (and 7. worker RSS)");
+        let outcome = limited(limit, noop_map_fresh(run)).await;
+        run.check(&["noop_map_small_fresh", "noop_map_large_fresh"], outcome);
+        let outcome = limited(limit, noop_apply_rss(run)).await;
+        run.check(
             &["noop_map_small", "noop_map_large", "worker_rss_mib", "apply_p50_us", "apply_p99_us"],
             outcome,
         );
-        let (small, large) = (params.noop_small, params.noop_large);
+        let (small, large) = (run.params.noop_small, run.params.noop_large);
+        // Fresh: each map on a runtime of its own; warm: the larger map after the smaller.
+        for (key, n) in [("noop_map_small_fresh", small), ("noop_map_large_fresh", large)] {
+            if let Ok(rate) = reference::isolated(workers, move || reference::noop_map(n)).await {
+                run.report.reference(key, rate);
+            }
+        }
         if let Ok((s, l)) = reference::isolated(workers, move || async move {
             (reference::noop_map(small).await, reference::noop_map(large).await)
         })
         .await
         {
-            report.reference("noop_map_small", s);
-            report.reference("noop_map_large", l);
-            progress.note(&format!("in-process tokio: {s:.0} and {l:.0} tasks/s"));
+            run.report.reference("noop_map_small", s);
+            run.report.reference("noop_map_large", l);
+            run.progress.note(&format!("in-process tokio: {s:.0} and {l:.0} tasks/s"));
         }
 
-        progress.step("2. apply round trip, in-process reference");
-        let (warmup, samples) = (params.apply_warmup, params.apply_samples);
+        run.progress.step("2. apply round trip, in-process reference");
+        let (warmup, samples) = (run.params.apply_warmup, run.params.apply_samples);
         if let Ok(rtt) =
             reference::isolated(workers, move || reference::apply_round_trips(warmup, samples))
                 .await
         {
-            report.reference("apply_p50_us", rtt.quantile_us(0.5));
-            report.reference("apply_p99_us", rtt.quantile_us(0.99));
+            run.report.reference("apply_p50_us", rtt.quantile_us(0.5));
+            run.report.reference("apply_p99_us", rtt.quantile_us(0.99));
         }
 
-        progress.step("3. sleeping tasks at child concurrency 16, and many at high concurrency");
-        let outcome = limited(params, sleeps(params, report, false)).await;
-        check(report, &["sleep_s", "sleep_vs_ideal"], outcome);
-        let outcome = limited(params, sleeps(params, report, true)).await;
-        check(report, &["sleep_many_s"], outcome);
+        run.progress
+            .step("3. sleeping tasks at child concurrency 16, and many at high concurrency");
+        let outcome = limited(limit, sleeps(run, false)).await;
+        run.check(&["sleep_s", "sleep_vs_ideal"], outcome);
+        let outcome = limited(limit, sleeps(run, true)).await;
+        run.check(&["sleep_many_s"], outcome);
+        let params = &run.params;
         let pause = Duration::from_millis(params.sleep_ms);
         let (n, slots) = (params.sleep_tasks, workers * params.sleep_concurrency as usize);
         let (many, many_slots) =
             (params.sleep_many, workers * params.sleep_many_concurrency as usize);
+        let ideal = params.sleep_ideal_s(n, params.sleep_concurrency);
+        let many_ideal = params.sleep_ideal_s(many, params.sleep_many_concurrency);
         if let Ok((s, m)) = reference::isolated(workers, move || async move {
             let few = reference::sleeps(n, slots, pause).await;
             (few, reference::sleeps(many, many_slots, pause).await)
         })
         .await
         {
-            let ideal = params.sleep_ideal_s(n, params.sleep_concurrency);
-            report.reference("sleep_s", s);
-            report.reference("sleep_vs_ideal", s / ideal);
-            report.reference("sleep_many_s", m);
+            run.report.reference("sleep_s", s);
+            run.report.reference("sleep_vs_ideal", s / ideal);
+            run.report.reference("sleep_many_s", m);
         }
-        report.raw("sleep_ideal_s", params.sleep_ideal_s(n, params.sleep_concurrency));
-        report.raw("sleep_many_ideal_s", params.sleep_ideal_s(many, params.sleep_many_concurrency));
+        run.report.raw("sleep_ideal_s", ideal);
+        run.report.raw("sleep_many_ideal_s", many_ideal);
 
-        progress.step("4. CPU-bound tasks: speedup over one process running them in turn");
-        let outcome = limited(params, cpu(params, report, progress)).await;
-        check(report, &["cpu_small_speedup", "cpu_large_speedup"], outcome);
+        run.progress.step("4. CPU-bound tasks: speedup over one process running them in turn");
+        let outcome = limited(limit, cpu(run)).await;
+        run.check(&["cpu_small_speedup", "cpu_large_speedup"], outcome);
 
-        progress.step("5. tasks returning 1 MiB each");
-        let outcome = limited(params, results(params, report, progress)).await;
-        check(report, &["result_1mib_mib_s"], outcome);
-        let (n, bytes) = (params.result_tasks, params.result_bytes);
+        run.progress.step("5. tasks returning 1 MiB each");
+        let outcome = limited(limit, results(run)).await;
+        run.check(&["result_1mib_mib_s"], outcome);
+        let (n, bytes) = (run.params.result_tasks, run.params.result_bytes);
         if let Ok(rate) = reference::isolated(workers, move || reference::results(n, bytes)).await {
-            report.reference("result_1mib_mib_s", rate);
+            run.report.reference("result_1mib_mib_s", rate);
         }
 
-        progress.step("6. build() to workers ready, and close()");
-        let outcome = limited(params, startup(params, report, progress)).await;
-        check(report, &["ready_ms", "close_ms"], outcome);
-        let runs = params.startup_runs;
+        run.progress.step("6. build() to workers ready, and close()");
+        let outcome = limited(limit, startup(run)).await;
+        run.check(&["ready_ms", "close_ms"], outcome);
+        let runs = run.params.startup_runs;
         if let Ok((ready, close)) = on_thread(move || {
             let mut times = Vec::new();
             for _ in 0..runs {
@@ -293,16 +360,16 @@ mod pool {
         })
         .await
         {
-            report.reference("ready_ms", ready);
-            report.reference("close_ms", close);
+            run.report.reference("ready_ms", ready);
+            run.report.reference("close_ms", close);
         }
 
-        progress.step("8. sweep: throughput by child concurrency and process count");
-        let outcome = limited(params, sweep(params, report, progress)).await;
-        check(report, &["sweep"], outcome);
-        let n = params.sweep_n;
+        run.progress.step("8. sweep: throughput by child concurrency and process count");
+        let outcome = limited(limit, sweep(run)).await;
+        run.check(&["sweep"], outcome);
+        let n = run.params.sweep_n;
         if let Ok(rate) = reference::isolated(workers, move || reference::noop_map(n)).await {
-            report.sweep_reference(rate);
+            run.report.sweep_reference(rate);
         }
     }
 
@@ -317,67 +384,50 @@ mod pool {
         Ok(measure::per_second(n, elapsed))
     }
 
-    /// Workloads 1, 2 and 7 on one pool with default settings.
-    async fn noop_apply_rss(
-        params: &Params,
-        report: &mut Report,
-        progress: &Progress,
-    ) -> anyhow::Result<()> {
-        let pool = builder(params).build().await?;
-        noop_map(&pool, params.noop_small.min(10_000)).await?;
-        let small = measure::median(vec![
-            noop_map(&pool, params.noop_small).await?,
-            noop_map(&pool, params.noop_small).await?,
-            noop_map(&pool, params.noop_small).await?,
-        ]);
-        report.polyloop("noop_map_small", small);
-        let large = noop_map(&pool, params.noop_large).await?;
-        report.polyloop("noop_map_large", large);
-        progress.note(&format!("polyloop: {small:.0} and {large:.0} tasks/s"));
-
-        // The raw round trip is measured again here, in blocks interleaved with polyloop's, so
-        // both see the same machine: on this VM a wake-up costs ~60 us while the other CPU idles
-        // (the hypervisor halts it) and a few microseconds while a neighbour keeps it busy.
-        let mut peer = on_thread(|| Ok(Peer::spawn(PeerMode::Echo, None)?)).await?;
-        let mut rtt = measure::Samples::with_capacity(params.apply_samples);
-        let mut raw_rtt = measure::Samples::with_capacity(params.apply_samples);
-        for i in 0..params.apply_warmup {
-            pool.apply(noop, i as u64).await?;
-        }
-        const BLOCK: usize = 50;
-        let mut done = 0;
-        while done < params.apply_samples {
-            let k = BLOCK.min(params.apply_samples - done);
-            let (back, samples) = on_thread(move || {
-                raw::pin_measuring_thread()?;
-                let samples = peer.round_trips(5, k)?;
-                Ok((peer, samples))
-            })
-            .await?;
-            peer = back;
-            raw_rtt.extend(samples);
-            for i in done..done + k {
-                let started = Instant::now();
-                let out = pool.apply(noop, i as u64).await?;
-                let elapsed = started.elapsed();
-                anyhow::ensure!(out == i as u64, "apply returned a wrong result");
-                rtt.push(elapsed);
+    /// Workload 1 as a program that maps once sees it: each map is the first work of a pool just
+    /// built with default settings, which is closed after it. Only the map is timed (workload 6
+    /// times build and close); the median of [`FRESH_POOLS`] pools.
+    async fn noop_map_fresh(run: &mut Run) -> anyhow::Result<()> {
+        for (key, n) in [
+            ("noop_map_small_fresh", run.params.noop_small),
+            ("noop_map_large_fresh", run.params.noop_large),
+        ] {
+            let mut rates = Vec::with_capacity(FRESH_POOLS);
+            for _ in 0..FRESH_POOLS {
+                let pool = builder(&run.params).build().await?;
+                rates.push(noop_map(&pool, n).await?);
+                pool.close().await?;
             }
-            done += k;
+            let rate = measure::median(rates);
+            run.polyloop(
+                key,
+                rate,
+                &format!("polyloop, fresh pools: {n} inputs at {rate:.0} tasks/s"),
+            );
         }
-        on_thread(move || Ok(peer.finish()?)).await?;
-        report.polyloop("apply_p50_us", rtt.quantile_us(0.5));
-        report.polyloop("apply_p99_us", rtt.quantile_us(0.99));
-        report.raw("socketpair_rtt_p50_us", raw_rtt.quantile_us(0.5));
-        report.raw("socketpair_rtt_p99_us", raw_rtt.quantile_us(0.99));
-        progress.note(&format!(
-            "polyloop apply: p50 {:.1} us, p99 {:.1} us; raw round trip interleaved with it: \
-             p50 {:.1} us, p99 {:.1} us",
-            rtt.quantile_us(0.5),
-            rtt.quantile_us(0.99),
-            raw_rtt.quantile_us(0.5),
-            raw_rtt.quantile_us(0.99)
-        ));
+        Ok(())
+    }
+
+    /// Workloads 1 (on a warm pool), 2 and 7 on one pool with default settings.
+    async fn noop_apply_rss(run: &mut Run) -> anyhow::Result<()> {
+        let pool = builder(&run.params).build().await?;
+        noop_map(&pool, run.params.noop_small.min(10_000)).await?;
+        for (key, n) in
+            [("noop_map_small", run.params.noop_small), ("noop_map_large", run.params.noop_large)]
+        {
+            let mut rates = Vec::with_capacity(3);
+            for _ in 0..3 {
+                rates.push(noop_map(&pool, n).await?);
+            }
+            let rate = measure::median(rates);
+            run.polyloop(
+                key,
+                rate,
+                &format!("polyloop, warm pool: {n} inputs at {rate:.0} tasks/s"),
+            );
+        }
+
+        apply_beside_raw(run, &pool).await?;
 
         let pids: Vec<u32> = pool.stats().workers.iter().map(|w| w.pid).collect();
         anyhow::ensure!(!pids.is_empty(), "pool.stats() lists no workers");
@@ -388,16 +438,72 @@ mod pool {
                     measure::rss_of(*pid).with_context(|| format!("no /proc/{pid}/status"))?;
                 peak = peak.max(rss.peak_mib);
             }
-            report.polyloop("worker_rss_mib", peak);
-            progress.note(&format!("worker peak RSS (VmHWM) of pids {pids:?}: {peak:.2} MiB"));
+            run.polyloop(
+                "worker_rss_mib",
+                peak,
+                &format!("worker peak RSS (VmHWM) of pids {pids:?}: {peak:.2} MiB"),
+            );
         } else {
-            progress.note("worker RSS: n/a on this OS");
+            run.progress.note("worker RSS: n/a on this OS");
         }
         pool.close().await?;
         Ok(())
     }
 
-    async fn sleeps(params: &Params, report: &mut Report, many: bool) -> anyhow::Result<()> {
+    /// Workload 2 on `pool`, in blocks interleaved with blocks of the raw echo, pinned and
+    /// unpinned, so that all three see the same machine: on a VM a wake-up costs ~60 us while the
+    /// other CPU idles (the hypervisor halts it) and a few microseconds while a neighbour keeps it
+    /// busy. The raw figures replace the ones taken alone at the start.
+    async fn apply_beside_raw(run: &mut Run, pool: &Pool) -> anyhow::Result<()> {
+        let (warmup, samples) = (run.params.apply_warmup, run.params.apply_samples);
+        let mut echoes = Vec::with_capacity(Placement::ALL.len());
+        for placement in Placement::ALL {
+            echoes.push(on_thread(move || Ok(EchoSeries::spawn(placement)?)).await?);
+        }
+        for i in 0..warmup {
+            pool.apply(noop, i as u64).await?;
+        }
+        let mut rtt = Samples::with_capacity(samples);
+        let mut done = 0;
+        while done < samples {
+            let k = BLOCK.min(samples - done);
+            let mut measured = Vec::with_capacity(echoes.len());
+            for mut echo in echoes {
+                measured.push(
+                    on_thread(move || {
+                        echo.block(k)?;
+                        Ok(echo)
+                    })
+                    .await?,
+                );
+            }
+            echoes = measured;
+            for i in done..done + k {
+                let started = Instant::now();
+                let out = pool.apply(noop, i as u64).await?;
+                let elapsed = started.elapsed();
+                anyhow::ensure!(out == i as u64, "apply returned a wrong result");
+                rtt.push(elapsed);
+            }
+            done += k;
+        }
+        let (p50, p99) = (rtt.quantile_us(0.5), rtt.quantile_us(0.99));
+        run.report.polyloop("apply_p50_us", p50);
+        run.polyloop(
+            "apply_p99_us",
+            p99,
+            &format!("polyloop apply: p50 {p50:.1} us, p99 {p99:.1} us"),
+        );
+        for echo in echoes {
+            let placement = echo.placement();
+            let raw = on_thread(move || Ok(echo.finish()?)).await?;
+            report_rtt(run, placement, &raw);
+        }
+        Ok(())
+    }
+
+    async fn sleeps(run: &mut Run, many: bool) -> anyhow::Result<()> {
+        let params = &run.params;
         let (n, concurrency) = if many {
             (params.sleep_many, params.sleep_many_concurrency)
         } else {
@@ -410,29 +516,31 @@ mod pool {
         anyhow::ensure!(out.len() as u64 == n, "map returned {} results for {n} inputs", out.len());
         pool.close().await?;
         let ideal = params.sleep_ideal_s(n, concurrency);
-        eprintln!(
-            "                 polyloop: {n} sleeps at concurrency {concurrency}: {secs:.3} s \
-             (ideal {ideal:.3} s, ratio {:.4})",
+        let note = format!(
+            "polyloop: {n} sleeps at concurrency {concurrency}: {secs:.3} s (ideal {ideal:.3} s, \
+             ratio {:.4})",
             secs / ideal
         );
         if many {
-            report.polyloop("sleep_many_s", secs);
+            run.polyloop("sleep_many_s", secs, &note);
         } else {
-            report.polyloop("sleep_s", secs);
-            report.polyloop("sleep_vs_ideal", secs / ideal);
+            run.polyloop("sleep_s", secs, &note);
+            run.report.polyloop("sleep_vs_ideal", secs / ideal);
         }
         Ok(())
     }
 
-    async fn cpu(params: &Params, report: &mut Report, progress: &Progress) -> anyhow::Result<()> {
-        let target = Duration::from_millis(params.cpu_task_ms);
+    async fn cpu(run: &mut Run) -> anyhow::Result<()> {
+        let target = Duration::from_millis(run.params.cpu_task_ms);
         let iters = on_thread(move || Ok(measure::calibrate_spin(target))).await?;
-        let pool = builder(params).build().await?;
+        let pool = builder(&run.params).build().await?;
+        let workers = run.params.processes;
         // One warm-up task per worker, so page faults of a fresh worker are not timed.
-        let _: Vec<u64> = pool.map(burn, std::iter::repeat_n(iters / 20, params.processes)).await?;
-        for (key, n) in
-            [("cpu_small_speedup", params.cpu_small), ("cpu_large_speedup", params.cpu_large)]
-        {
+        let _: Vec<u64> = pool.map(burn, std::iter::repeat_n(iters / 20, workers)).await?;
+        for (key, n) in [
+            ("cpu_small_speedup", run.params.cpu_small),
+            ("cpu_large_speedup", run.params.cpu_large),
+        ] {
             let serial = on_thread(move || {
                 let started = Instant::now();
                 for _ in 0..n {
@@ -452,21 +560,20 @@ mod pool {
                 .map(|(after, before)| after - before)
                 .collect();
             anyhow::ensure!(out.len() as u64 == n, "map returned {} results", out.len());
-            report.polyloop(key, serial / parallel);
-            let workers = params.processes;
             if let Ok(in_process) =
                 reference::isolated(workers, move || reference::cpu(n, iters)).await
             {
-                report.reference(key, serial / in_process);
+                run.report.reference(key, serial / in_process);
             }
-            progress.note(&format!(
+            let note = format!(
                 "{n} tasks of {} ms: serial {serial:.3} s, polyloop {parallel:.3} s, speedup {:.2}x, \
                  tasks per worker {spread:?}",
-                params.cpu_task_ms,
+                run.params.cpu_task_ms,
                 serial / parallel
-            ));
+            );
+            run.polyloop(key, serial / parallel, &note);
         }
-        report.raw("cpu_ideal_speedup", params.processes as f64);
+        run.report.raw("cpu_ideal_speedup", workers as f64);
         pool.close().await?;
         Ok(())
     }
@@ -475,11 +582,8 @@ mod pool {
         pool.stats().workers.iter().map(|w| w.tasks_done).collect()
     }
 
-    async fn results(
-        params: &Params,
-        report: &mut Report,
-        progress: &Progress,
-    ) -> anyhow::Result<()> {
+    async fn results(run: &mut Run) -> anyhow::Result<()> {
+        let params = &run.params;
         let pool = builder(params).build().await?;
         let bytes = params.result_bytes as u64;
         let inputs = |n: u64| (0..n).map(move |seed| (seed, bytes));
@@ -495,38 +599,33 @@ mod pool {
         }
         pool.close().await?;
         let rate = measure::median(rates);
-        report.polyloop("result_1mib_mib_s", rate);
-        progress.note(&format!("polyloop: {rate:.0} MiB/s"));
+        run.polyloop("result_1mib_mib_s", rate, &format!("polyloop: {rate:.0} MiB/s"));
         Ok(())
     }
 
-    async fn startup(
-        params: &Params,
-        report: &mut Report,
-        progress: &Progress,
-    ) -> anyhow::Result<()> {
+    async fn startup(run: &mut Run) -> anyhow::Result<()> {
         let mut ready = Vec::new();
         let mut close = Vec::new();
-        for _ in 0..params.startup_runs {
+        for _ in 0..run.params.startup_runs {
             let started = Instant::now();
-            let pool = Pool::builder().processes(params.processes).build().await?;
+            let pool = builder(&run.params).build().await?;
             ready.push(started.elapsed().as_secs_f64() * 1e3);
             let closing = Instant::now();
             pool.close().await?;
             close.push(closing.elapsed().as_secs_f64() * 1e3);
         }
         let (ready, close) = (measure::median(ready), measure::median(close));
-        report.polyloop("ready_ms", ready);
-        report.polyloop("close_ms", close);
-        progress.note(&format!("polyloop: ready {ready:.2} ms, close {close:.2} ms (medians)"));
+        run.report.polyloop("ready_ms", ready);
+        run.polyloop(
+            "close_ms",
+            close,
+            &format!("polyloop: ready {ready:.2} ms, close {close:.2} ms (medians)"),
+        );
         Ok(())
     }
 
-    async fn sweep(
-        params: &Params,
-        report: &mut Report,
-        progress: &Progress,
-    ) -> anyhow::Result<()> {
+    async fn sweep(run: &mut Run) -> anyhow::Result<()> {
+        let Run { params, report, progress } = run;
         for series in &params.sweep_series {
             for &concurrency in &params.sweep_concurrency {
                 let mut builder =

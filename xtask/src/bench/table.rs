@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use polyloop_bench_report::{Figures, Params, RunParams, SuiteReport, Sweep};
 use serde::{Serialize, Serializer};
 
-use super::{Config, Machine, PythonReport};
+use super::{Config, Machine, Python, PythonSide};
 
 /// How a figure is printed, and which direction is better.
 #[derive(Debug, Clone, Copy)]
@@ -72,11 +72,15 @@ enum Target {
     AtLeast(f64),
     AtMost(f64),
     Below(f64),
-    /// At most `factor` times a raw limit measured in the same run.
-    AtMostTimesRaw {
+    /// At most `factor` times the smallest of the row's raw figures, measured in the same run;
+    /// `names` says what each of them is, in the order of the row's `raw_keys`.
+    AtMostTimesFastestRaw {
         factor: f64,
-        raw_key: &'static str,
+        names: &'static [&'static str],
     },
+    /// At least `factor` times multiprocessing.Pool's figure for the same workload, measured in
+    /// the same run (`--compare-python`).
+    AtLeastTimesMpPool(f64),
 }
 
 /// One row of the table.
@@ -89,39 +93,61 @@ struct RowSpec {
     target: Target,
     /// Raw limits of the machine measured in the same run, in the row's unit.
     raw_keys: &'static [&'static str],
+    /// Whether `benches/python/mp_pool_suite.py` runs the workload on multiprocessing.Pool too.
+    mp_pool: bool,
+}
+
+/// A row of workload 1, judged against multiprocessing.Pool's map of the same inputs.
+const fn noop_map_row(key: &'static str, label: fn(&Params) -> String) -> RowSpec {
+    RowSpec {
+        key,
+        label,
+        unit: Unit::PerSec,
+        target: Target::AtLeastTimesMpPool(2.0),
+        raw_keys: &[],
+        mp_pool: true,
+    }
+}
+
+/// A row of workload 2, judged against the faster of the raw echoes, pinned and unpinned.
+const fn apply_row(
+    key: &'static str,
+    label: fn(&Params) -> String,
+    raw_keys: &'static [&'static str; 2],
+) -> RowSpec {
+    RowSpec {
+        key,
+        label,
+        unit: Unit::Micros,
+        target: Target::AtMostTimesFastestRaw { factor: 1.2, names: &["pinned", "unpinned"] },
+        raw_keys,
+        mp_pool: false,
+    }
 }
 
 const ROWS: &[RowSpec] = &[
-    RowSpec {
-        key: "noop_map_small",
-        label: |p| format!("1. no-op map, {} u64 inputs, default settings", grouped(p.noop_small)),
-        unit: Unit::PerSec,
-        target: Target::AtLeast(5e6),
-        raw_keys: &[],
-    },
-    RowSpec {
-        key: "noop_map_large",
-        label: |p| format!("1. no-op map, {} u64 inputs, default settings", grouped(p.noop_large)),
-        unit: Unit::PerSec,
-        target: Target::AtLeast(5e6),
-        raw_keys: &[],
-    },
-    RowSpec {
-        key: "apply_p50_us",
-        label: |_| {
-            "2. apply round trip, p50 (raw: 32 B socketpair echo, receiver asleep)".to_owned()
-        },
-        unit: Unit::Micros,
-        target: Target::AtMostTimesRaw { factor: 1.2, raw_key: "socketpair_rtt_p50_us" },
-        raw_keys: &["socketpair_rtt_p50_us"],
-    },
-    RowSpec {
-        key: "apply_p99_us",
-        label: |_| "2. apply round trip, p99".to_owned(),
-        unit: Unit::Micros,
-        target: Target::AtMostTimesRaw { factor: 1.2, raw_key: "socketpair_rtt_p99_us" },
-        raw_keys: &["socketpair_rtt_p99_us"],
-    },
+    noop_map_row("noop_map_small_fresh", |p| {
+        format!("1. no-op map, {} u64 inputs, fresh pool", grouped(p.noop_small))
+    }),
+    noop_map_row("noop_map_small", |p| {
+        format!("1. no-op map, {} u64 inputs, warm pool", grouped(p.noop_small))
+    }),
+    noop_map_row("noop_map_large_fresh", |p| {
+        format!("1. no-op map, {} u64 inputs, fresh pool", grouped(p.noop_large))
+    }),
+    noop_map_row("noop_map_large", |p| {
+        format!("1. no-op map, {} u64 inputs, warm pool", grouped(p.noop_large))
+    }),
+    apply_row(
+        "apply_p50_us",
+        |_| "2. apply round trip, p50 (raw: 32 B echo, asleep, pinned / unpinned)".to_owned(),
+        &["socketpair_rtt_pinned_p50_us", "socketpair_rtt_unpinned_p50_us"],
+    ),
+    apply_row(
+        "apply_p99_us",
+        |_| "2. apply round trip, p99".to_owned(),
+        &["socketpair_rtt_pinned_p99_us", "socketpair_rtt_unpinned_p99_us"],
+    ),
     RowSpec {
         key: "sleep_s",
         label: |p| {
@@ -135,6 +161,7 @@ const ROWS: &[RowSpec] = &[
         unit: Unit::Seconds,
         target: Target::None,
         raw_keys: &["sleep_ideal_s"],
+        mp_pool: false,
     },
     RowSpec {
         key: "sleep_vs_ideal",
@@ -142,6 +169,7 @@ const ROWS: &[RowSpec] = &[
         unit: Unit::RatioToIdeal,
         target: Target::AtMost(1.02),
         raw_keys: &[],
+        mp_pool: false,
     },
     RowSpec {
         key: "sleep_many_s",
@@ -156,6 +184,7 @@ const ROWS: &[RowSpec] = &[
         unit: Unit::Seconds,
         target: Target::Below(1.0),
         raw_keys: &["sleep_many_ideal_s"],
+        mp_pool: false,
     },
     RowSpec {
         key: "cpu_small_speedup",
@@ -169,6 +198,7 @@ const ROWS: &[RowSpec] = &[
         unit: Unit::Speedup,
         target: Target::AtLeast(1.9),
         raw_keys: &["cpu_ideal_speedup"],
+        mp_pool: false,
     },
     RowSpec {
         key: "cpu_large_speedup",
@@ -182,6 +212,7 @@ const ROWS: &[RowSpec] = &[
         unit: Unit::Speedup,
         target: Target::None,
         raw_keys: &["cpu_ideal_speedup"],
+        mp_pool: false,
     },
     RowSpec {
         key: "result_1mib_mib_s",
@@ -194,6 +225,7 @@ const ROWS: &[RowSpec] = &[
         unit: Unit::MibPerSec,
         target: Target::AtLeast(5.0 * 1024.0),
         raw_keys: &["socketpair_bw_default_mib_s", "socketpair_bw_4mib_mib_s"],
+        mp_pool: false,
     },
     RowSpec {
         key: "ready_ms",
@@ -206,6 +238,7 @@ const ROWS: &[RowSpec] = &[
         unit: Unit::Millis,
         target: Target::AtMost(5.0),
         raw_keys: &["reexec_first_byte_ms"],
+        mp_pool: false,
     },
     RowSpec {
         key: "close_ms",
@@ -213,6 +246,7 @@ const ROWS: &[RowSpec] = &[
         unit: Unit::Millis,
         target: Target::None,
         raw_keys: &[],
+        mp_pool: false,
     },
     RowSpec {
         key: "worker_rss_mib",
@@ -220,6 +254,7 @@ const ROWS: &[RowSpec] = &[
         unit: Unit::Mib,
         target: Target::AtMost(4.0),
         raw_keys: &["peer_rss_mib"],
+        mp_pool: false,
     },
 ];
 
@@ -228,7 +263,7 @@ const ROWS: &[RowSpec] = &[
 pub(crate) struct Report<'a> {
     quick: bool,
     suite: &'a SuiteReport,
-    python: Option<&'a PythonReport>,
+    python: Option<&'a Python>,
     machine: Machine,
     rows: Vec<Row>,
 }
@@ -244,17 +279,52 @@ struct Row {
     met: Option<bool>,
     reference: Option<f64>,
     raw: Vec<Option<f64>>,
-    aiomp: Option<f64>,
-    aiomp_error: Option<String>,
-    /// How many times better polyloop is than aiomultiprocess.
-    vs_aiomp: Option<f64>,
+    /// aiomultiprocess's cell, then multiprocessing.Pool's, under `--compare-python`.
+    python: Vec<PythonCell>,
+}
+
+/// A Python side's figure in one row.
+#[derive(Debug)]
+struct PythonCell {
+    figure: Option<f64>,
+    /// The chunksize that gave the figure, where it is the best of several.
+    chunksize: Option<u64>,
+    /// What the cell says without a figure: `FAILED`, `no python3`, `not installed` or `-`.
+    instead: String,
+    /// How many times better polyloop is.
+    vs_polyloop: Option<f64>,
+}
+
+impl PythonCell {
+    fn new(spec: &RowSpec, side: &PythonSide, measures_row: bool, polyloop: Option<f64>) -> Self {
+        let (figure, chunksize, instead) = match side {
+            _ if !measures_row => (None, None, "-".to_owned()),
+            PythonSide::Missing(why) => (None, None, why.clone()),
+            PythonSide::Ran(doc) => {
+                let failed = doc.errors.contains_key(spec.key);
+                let instead = if failed { "FAILED" } else { "-" };
+                (
+                    doc.figures.get(spec.key),
+                    doc.chunksize.get(spec.key).copied(),
+                    instead.to_owned(),
+                )
+            }
+        };
+        let vs_polyloop = match (polyloop, figure) {
+            (Some(p), Some(f)) if p > 0.0 && f > 0.0 => {
+                Some(if spec.unit.higher_is_better() { p / f } else { f / p })
+            }
+            _ => None,
+        };
+        PythonCell { figure, chunksize, instead, vs_polyloop }
+    }
 }
 
 impl<'a> Report<'a> {
     pub(crate) fn new(
         config: &Config,
         suite: &'a SuiteReport,
-        python: Option<&'a PythonReport>,
+        python: Option<&'a Python>,
         machine: Machine,
     ) -> Report<'a> {
         let rows = ROWS
@@ -263,14 +333,16 @@ impl<'a> Report<'a> {
                 let polyloop = suite.polyloop.get(spec.key);
                 let raw: Vec<Option<f64>> =
                     spec.raw_keys.iter().map(|k| suite.raw.get(k)).collect();
-                let (target_text, met) = judge(spec, polyloop, &suite.raw);
-                let aiomp = python.and_then(|doc| doc.aiomultiprocess.get(spec.key));
-                let vs_aiomp = match (polyloop, aiomp) {
-                    (Some(p), Some(a)) if p > 0.0 && a > 0.0 => {
-                        Some(if spec.unit.higher_is_better() { p / a } else { a / p })
-                    }
-                    _ => None,
-                };
+                let mp_pool = python
+                    .and_then(|p| p.mp_pool.report())
+                    .and_then(|doc| doc.figures.get(spec.key));
+                let (target_text, met) = judge(spec, polyloop, &suite.raw, mp_pool);
+                let python = python.map_or_else(Vec::new, |p| {
+                    vec![
+                        PythonCell::new(spec, &p.aiomultiprocess, true, polyloop),
+                        PythonCell::new(spec, &p.mp_pool, spec.mp_pool, polyloop),
+                    ]
+                });
                 Row {
                     spec,
                     label: (spec.label)(&suite.params.sizes),
@@ -280,9 +352,7 @@ impl<'a> Report<'a> {
                     met,
                     reference: suite.reference.get(spec.key),
                     raw,
-                    aiomp,
-                    aiomp_error: python.and_then(|doc| doc.errors.get(spec.key).cloned()),
-                    vs_aiomp,
+                    python,
                 }
             })
             .collect();
@@ -304,7 +374,12 @@ impl<'a> Report<'a> {
         let mut header =
             vec!["workload", "polyloop", "target", "met", "in-process tokio", "raw limit"];
         if self.python.is_some() {
-            header.extend(["aiomultiprocess", "polyloop vs aiomp"]);
+            header.extend([
+                "aiomultiprocess",
+                "polyloop vs aiomp",
+                "mp.Pool(2), best chunksize",
+                "polyloop vs mp.Pool",
+            ]);
         }
         header
     }
@@ -342,13 +417,15 @@ impl<'a> Report<'a> {
                     row.reference.map_or_else(dash, |v| unit.format(v)),
                     raw,
                 ];
-                if self.python.is_some() {
-                    cells.push(match (row.aiomp, &row.aiomp_error) {
-                        (Some(v), _) => unit.format(v),
-                        (None, Some(_)) => "FAILED".to_owned(),
-                        (None, None) => dash(),
+                for cell in &row.python {
+                    cells.push(match (cell.figure, cell.chunksize) {
+                        (Some(v), Some(chunksize)) => {
+                            format!("{} ({})", unit.format(v), grouped(chunksize))
+                        }
+                        (Some(v), None) => unit.format(v),
+                        (None, _) => cell.instead.clone(),
                     });
-                    cells.push(row.vs_aiomp.map_or_else(dash, |r| format!("{}x", sig3(r))));
+                    cells.push(cell.vs_polyloop.map_or_else(dash, |r| format!("{}x", sig3(r))));
                 }
                 cells
             })
@@ -448,18 +525,33 @@ impl<'a> Report<'a> {
              process pool approaches.\n\
              - **raw limit**: measured in the same run between two of the harness's own \
              processes over a Unix socketpair (std and libc only), or the ideal time of the \
-             workload.\n\
+             workload. The round trip is taken pinned across two cores and unpinned, in blocks \
+             interleaved with `apply`'s; the target compares with the smaller.\n\
              - **met**: the project's target for the figure. Ratios are taken within this \
              one run.\n",
         );
         if let Some(python) = self.python {
-            let _ = writeln!(
-                md,
-                "- **aiomultiprocess** {} on Python {}, same workloads \
-                 (`benches/python/aiomp_suite.py`); *polyloop vs aiomp* is how many times better \
-                 polyloop is.",
-                python.version, python.python,
-            );
+            if let Some(doc) = python.aiomultiprocess.report() {
+                let _ = writeln!(
+                    md,
+                    "- **aiomultiprocess** {} on Python {}, same workloads \
+                     (`benches/python/aiomp_suite.py`); *polyloop vs aiomp* is how many times \
+                     better polyloop is.",
+                    doc.version, doc.python,
+                );
+            }
+            if let Some(doc) = python.mp_pool.report() {
+                let start = doc.params["start_method"].as_str().unwrap_or("?");
+                let _ = writeln!(
+                    md,
+                    "- **mp.Pool(2)**: Python {}'s `multiprocessing.Pool(2)` ({start} start), \
+                     `pool.map(f, range(n), chunksize=c)` for the no-op map, the better of \
+                     chunksize 1,000 and 10,000 (the winner in brackets; \
+                     `benches/python/mp_pool_suite.py`); *polyloop vs mp.Pool* is how many times \
+                     faster polyloop is, and its target is 2x.",
+                    doc.python,
+                );
+            }
         }
         md.push_str("\n## Sweep: throughput against child concurrency\n\n![sweep](sweep.svg)\n\n");
         let sweep = &self.suite.sweep;
@@ -474,13 +566,13 @@ impl<'a> Report<'a> {
                 Unit::PerSec.format(point.tasks_per_s)
             );
         }
-        let sides = [
-            Some(("polyloop", &self.suite.errors)),
-            self.python.map(|p| ("aiomultiprocess", &p.errors)),
-        ];
+        let python = self.python.into_iter().flat_map(|p| {
+            [("aiomultiprocess", &p.aiomultiprocess), ("mp.Pool", &p.mp_pool)]
+                .into_iter()
+                .filter_map(|(who, side)| Some((who, &side.report()?.errors)))
+        });
+        let sides = std::iter::once(("polyloop", &self.suite.errors)).chain(python);
         let failures: Vec<_> = sides
-            .into_iter()
-            .flatten()
             .flat_map(|(who, errors)| errors.iter().map(move |(key, message)| (who, key, message)))
             .collect();
         if !failures.is_empty() {
@@ -492,22 +584,28 @@ impl<'a> Report<'a> {
         md
     }
 
-    /// What `results.json` holds: the rows as judged, beside everything both sides reported.
+    /// What `results.json` holds: the rows as judged, beside everything each side reported.
     pub(crate) fn json(&self) -> Results<'_> {
         let rows = self
             .rows
             .iter()
-            .map(|row| ResultsRow {
-                key: row.spec.key,
-                workload: &row.label,
-                unit: row.spec.unit.name(),
-                polyloop: row.polyloop,
-                target: &row.target_text,
-                target_met: row.met,
-                reference: row.reference,
-                raw: RawFigures(row),
-                aiomultiprocess: row.aiomp,
-                polyloop_vs_aiomultiprocess: row.vs_aiomp,
+            .map(|row| {
+                let cell = |i: usize| row.python.get(i);
+                ResultsRow {
+                    key: row.spec.key,
+                    workload: &row.label,
+                    unit: row.spec.unit.name(),
+                    polyloop: row.polyloop,
+                    target: &row.target_text,
+                    target_met: row.met,
+                    reference: row.reference,
+                    raw: RawFigures(row),
+                    aiomultiprocess: cell(0).and_then(|c| c.figure),
+                    polyloop_vs_aiomultiprocess: cell(0).and_then(|c| c.vs_polyloop),
+                    mp_pool: cell(1).and_then(|c| c.figure),
+                    mp_pool_chunksize: cell(1).and_then(|c| c.chunksize),
+                    polyloop_vs_mp_pool: cell(1).and_then(|c| c.vs_polyloop),
+                }
             })
             .collect();
         Results {
@@ -519,7 +617,7 @@ impl<'a> Report<'a> {
             sweep: &self.suite.sweep,
             errors: &self.suite.errors,
             suite: self.suite,
-            aiomultiprocess: self.python,
+            python: self.python,
         }
     }
 }
@@ -535,7 +633,9 @@ pub(crate) struct Results<'a> {
     sweep: &'a Sweep,
     errors: &'a BTreeMap<String, String>,
     suite: &'a SuiteReport,
-    aiomultiprocess: Option<&'a PythonReport>,
+    /// Each Python side's report, or why it has none; absent without `--compare-python`.
+    #[serde(flatten)]
+    python: Option<&'a Python>,
 }
 
 /// One row of the table in `results.json`, its figures unformatted.
@@ -551,6 +651,9 @@ struct ResultsRow<'a> {
     raw: RawFigures<'a>,
     aiomultiprocess: Option<f64>,
     polyloop_vs_aiomultiprocess: Option<f64>,
+    mp_pool: Option<f64>,
+    mp_pool_chunksize: Option<u64>,
+    polyloop_vs_mp_pool: Option<f64>,
 }
 
 /// A row's raw figures as an object from key to figure, in the order the row lists them.
@@ -563,29 +666,48 @@ impl Serialize for RawFigures<'_> {
     }
 }
 
-/// The target's text and whether the figure meets it.
-fn judge(spec: &RowSpec, value: Option<f64>, raw: &Figures) -> (String, Option<bool>) {
+/// The target's text and whether the figure meets it, against the raw figures of the run and
+/// multiprocessing.Pool's figure for the row, where it was measured.
+fn judge(
+    spec: &RowSpec,
+    value: Option<f64>,
+    raw: &Figures,
+    mp_pool: Option<f64>,
+) -> (String, Option<bool>) {
     let unit = spec.unit;
+    let at_least = f64::ge as fn(&f64, &f64) -> bool;
+    let at_most = f64::le as fn(&f64, &f64) -> bool;
     let (text, limit) = match spec.target {
         Target::None => return ("-".to_owned(), None),
-        Target::AtLeast(v) => {
-            (format!(">= {}", unit.format(v)), Some((v, f64::ge as fn(&f64, &f64) -> bool)))
-        }
-        Target::AtMost(v) => {
-            (format!("<= {}", unit.format(v)), Some((v, f64::le as fn(&f64, &f64) -> bool)))
-        }
+        Target::AtLeast(v) => (format!(">= {}", unit.format(v)), Some((v, at_least))),
+        Target::AtMost(v) => (format!("<= {}", unit.format(v)), Some((v, at_most))),
         Target::Below(v) => {
             (format!("< {}", unit.format(v)), Some((v, f64::lt as fn(&f64, &f64) -> bool)))
         }
-        Target::AtMostTimesRaw { factor, raw_key } => match raw.get(raw_key) {
-            Some(raw) => {
-                let limit = factor * raw;
-                (
-                    format!("<= {factor}x raw = {}", unit.format(limit)),
-                    Some((limit, f64::le as fn(&f64, &f64) -> bool)),
-                )
+        Target::AtMostTimesFastestRaw { factor, names } => {
+            let fastest = spec
+                .raw_keys
+                .iter()
+                .zip(names)
+                .filter_map(|(key, name)| Some((raw.get(key)?, name)))
+                .min_by(|a, b| a.0.total_cmp(&b.0));
+            match fastest {
+                Some((raw, name)) => {
+                    let limit = factor * raw;
+                    (
+                        format!("<= {factor}x {name} = {}", unit.format(limit)),
+                        Some((limit, at_most)),
+                    )
+                }
+                None => (format!("<= {factor}x raw"), None),
             }
-            None => (format!("<= {factor}x raw"), None),
+        }
+        Target::AtLeastTimesMpPool(factor) => match mp_pool {
+            Some(mp_pool) => {
+                let limit = factor * mp_pool;
+                (format!(">= {factor}x mp.Pool = {}", unit.format(limit)), Some((limit, at_least)))
+            }
+            None => (format!(">= {factor}x mp.Pool"), None),
         },
     };
     let met = match (value, limit) {
@@ -621,22 +743,31 @@ fn sig3(v: f64) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::super::PythonReport;
     use super::*;
 
     #[test]
-    fn every_row_is_measured_by_the_suite_and_the_python_script() {
-        // The suite and the script are other programs; their sources must at least name each
+    fn every_row_is_measured_by_the_suite_and_the_python_scripts() {
+        // The suite and the scripts are other programs; their sources must at least name each
         // key this table reads, or a renamed key would silently show as n/a.
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
         let read = |path: &str| std::fs::read_to_string(root.join(path)).unwrap();
         let suite = read("benches/src/bin/suite.rs");
-        let python = read("benches/python/aiomp_suite.py");
+        let aiomp = read("benches/python/aiomp_suite.py");
+        let mp_pool = read("benches/python/mp_pool_suite.py");
         for row in ROWS {
             let quoted = format!("\"{}\"", row.key);
             assert!(suite.contains(&quoted), "suite.rs never reports {quoted}");
-            assert!(python.contains(&quoted), "aiomp_suite.py never reports {quoted}");
+            assert!(aiomp.contains(&quoted), "aiomp_suite.py never reports {quoted}");
+            assert_eq!(mp_pool.contains(&quoted), row.mp_pool, "mp_pool_suite.py and {quoted}");
             for raw in row.raw_keys {
                 assert!(suite.contains(&format!("\"{raw}\"")), "suite.rs never reports {raw}");
+            }
+            if let Target::AtMostTimesFastestRaw { names, .. } = row.target {
+                assert_eq!(names.len(), row.raw_keys.len(), "{}: a name per raw key", row.key);
+            }
+            if let Target::AtLeastTimesMpPool(_) = row.target {
+                assert!(row.mp_pool, "{} is judged against mp.Pool, which never runs it", row.key);
             }
         }
     }
@@ -645,7 +776,7 @@ mod tests {
     fn labels_quote_the_sizes_with_grouped_numbers() {
         assert_eq!(
             (ROWS[0].label)(&Params::new(false)),
-            "1. no-op map, 100,000 u64 inputs, default settings"
+            "1. no-op map, 100,000 u64 inputs, fresh pool"
         );
         assert_eq!(grouped(1_000_000u64), "1,000,000");
         assert_eq!(grouped(100u32), "100");
@@ -653,15 +784,38 @@ mod tests {
     }
 
     #[test]
-    fn judges_targets_against_raw_figures() {
+    fn judges_targets_against_the_fastest_raw_figure_and_mp_pool() {
         let mut raw = Figures::default();
-        raw.insert("socketpair_rtt_p50_us", 50.0);
+        raw.insert("socketpair_rtt_pinned_p50_us", 50.0);
         let spec = ROWS.iter().find(|r| r.key == "apply_p50_us").unwrap();
-        assert_eq!(judge(spec, Some(59.0), &raw).1, Some(true));
-        assert_eq!(judge(spec, Some(61.0), &raw).1, Some(false));
-        assert_eq!(judge(spec, Some(61.0), &Figures::default()).1, None);
+        assert_eq!(judge(spec, Some(59.0), &raw, None).1, Some(true));
+        assert_eq!(judge(spec, Some(61.0), &raw, None).1, Some(false));
+        assert_eq!(judge(spec, Some(61.0), &Figures::default(), None).1, None);
+        // The unpinned echo is faster here, so it sets the limit.
+        raw.insert("socketpair_rtt_unpinned_p50_us", 40.0);
+        assert_eq!(
+            judge(spec, Some(49.0), &raw, None),
+            ("<= 1.2x unpinned = 48.0 µs".to_owned(), Some(false))
+        );
         let rss = ROWS.iter().find(|r| r.key == "worker_rss_mib").unwrap();
-        assert_eq!(judge(rss, Some(3.5), &raw), ("<= 4.00 MiB".to_owned(), Some(true)));
+        assert_eq!(judge(rss, Some(3.5), &raw, None), ("<= 4.00 MiB".to_owned(), Some(true)));
+        let map = ROWS.iter().find(|r| r.key == "noop_map_large_fresh").unwrap();
+        assert_eq!(judge(map, Some(9e6), &raw, None), (">= 2x mp.Pool".to_owned(), None));
+        assert_eq!(
+            judge(map, Some(9e6), &raw, Some(5e6)),
+            (">= 2x mp.Pool = 10.00 M/s".to_owned(), Some(false))
+        );
+        assert_eq!(judge(map, Some(1.1e7), &raw, Some(5e6)).1, Some(true));
+    }
+
+    fn assert_contains(text: &str, parts: &[&str]) {
+        for part in parts {
+            assert!(text.contains(part), "no {part:?} in\n{text}");
+        }
+    }
+
+    fn python_report(json: &str) -> PythonSide {
+        PythonSide::Ran(serde_json::from_str::<PythonReport>(json).unwrap())
     }
 
     #[test]
@@ -672,31 +826,71 @@ mod tests {
         suite.polyloop.insert("noop_map_small", 6e6);
         suite.polyloop.insert("apply_p50_us", 70.0);
         suite.reference.insert("noop_map_small", 2e7);
-        suite.raw.insert("socketpair_rtt_p50_us", 60.0);
+        suite.raw.insert("socketpair_rtt_pinned_p50_us", 60.0);
         suite.errors.insert("noop_map_large".to_owned(), "worker lost".to_owned());
-        // As `aiomp_suite.py` writes it.
-        let python: PythonReport = serde_json::from_str(
-            r#"{"suite": "aiomultiprocess", "version": "0.9.1", "python": "3.12.3",
-                "quick": true, "params": {"processes": 2, "noop_small": 1000},
-                "aiomultiprocess": {"noop_map_small": 40000.0, "ready_ms": 310},
-                "errors": {"sleep_s": "timed out after 60 s"}}"#,
-        )
-        .unwrap();
+        // As `aiomp_suite.py` and `mp_pool_suite.py` write them.
+        let python = Python {
+            aiomultiprocess: python_report(
+                r#"{"suite": "aiomultiprocess", "version": "0.9.1", "python": "3.12.3",
+                    "quick": true, "params": {"processes": 2, "noop_small": 1000},
+                    "figures": {"noop_map_small": 40000.0, "ready_ms": 310},
+                    "errors": {"sleep_s": "timed out after 60 s"}}"#,
+            ),
+            mp_pool: python_report(
+                r#"{"suite": "multiprocessing.Pool", "version": "3.12.3", "python": "3.12.3",
+                    "quick": true, "params": {"processes": 2, "start_method": "fork"},
+                    "figures": {"noop_map_small": 2.5e6},
+                    "chunksize": {"noop_map_small": 10000},
+                    "by_chunksize": {"noop_map_small": {"1000": 2e6, "10000": 2.5e6}},
+                    "errors": {"noop_map_large": "timed out after 60 s"}}"#,
+            ),
+        };
         let report = Report::new(&Config::default(), &suite, Some(&python), Machine::default());
         let table = report.terminal_table();
-        assert!(table.contains("| 1. no-op map, 1,000 u64 inputs, default settings "), "{table}");
-        assert!(table.contains("6.00 M/s"), "{table}");
-        assert!(table.contains("FAILED"), "{table}");
-        assert!(table.contains("150x"), "{table}");
+        let cells = [
+            "| 1. no-op map, 1,000 u64 inputs, warm pool ",
+            "6.00 M/s",
+            "FAILED",
+            "150x",
+            "2.50 M/s (10,000)",
+            ">= 2x mp.Pool = 5.00 M/s",
+            "2.40x",
+        ];
+        assert_contains(&table, &cells);
         assert!(report.failed_workloads().contains(&"noop_map_large".to_owned()));
         let md = report.markdown();
-        assert!(md.contains("## Failures"), "{md}");
-        assert!(md.contains("- `aiomultiprocess: sleep_s`: timed out after 60 s"), "{md}");
-        assert!(md.contains("Quick run"), "{md}");
+        let lines = [
+            "## Failures",
+            "- `aiomultiprocess: sleep_s`: timed out after 60 s",
+            "- `mp.Pool: noop_map_large`: timed out after 60 s",
+            "(fork start)",
+            "Quick run",
+        ];
+        assert_contains(&md, &lines);
         let json = serde_json::to_value(report.json()).unwrap();
         assert_eq!(json["rows"].as_array().unwrap().len(), ROWS.len());
-        assert_eq!(json["rows"][2]["raw"]["socketpair_rtt_p50_us"], 60.0);
+        let row = |key: &str| json["rows"].as_array().unwrap().iter().find(|r| r["key"] == key);
+        let apply = row("apply_p50_us").unwrap();
+        assert_eq!(apply["raw"]["socketpair_rtt_pinned_p50_us"], 60.0);
+        assert_eq!(row("noop_map_small").unwrap()["mp_pool_chunksize"], 10000);
         assert_eq!(json["suite"], serde_json::to_value(&suite).unwrap());
         assert_eq!(json["aiomultiprocess"]["params"]["noop_small"], 1000);
+        assert_eq!(json["mp_pool"]["by_chunksize"]["noop_map_small"]["1000"], 2e6);
+    }
+
+    #[test]
+    fn a_python_side_that_could_not_run_says_so_in_its_column() {
+        let mut suite = SuiteReport::new(Params::new(true));
+        suite.polyloop.insert("noop_map_small", 6e6);
+        let missing = || PythonSide::Missing("no python3".to_owned());
+        let python = Python { aiomultiprocess: missing(), mp_pool: missing() };
+        let report = Report::new(&Config::default(), &suite, Some(&python), Machine::default());
+        let table = report.terminal_table();
+        let map_row = table.lines().find(|l| l.contains("10,000 u64 inputs, warm pool")).unwrap();
+        assert_eq!(map_row.matches("no python3").count(), 2, "{map_row}");
+        // multiprocessing.Pool runs only the maps: elsewhere its column is empty, not missing.
+        let rss_row = table.lines().find(|l| l.contains("peak RSS")).unwrap();
+        assert_eq!(rss_row.matches("no python3").count(), 1, "{rss_row}");
+        assert_eq!(serde_json::to_value(report.json()).unwrap()["mp_pool"], "no python3");
     }
 }
