@@ -54,7 +54,7 @@ impl Parts {
     }
 
     /// Adds the outcome of a task that ended: its output, encoded in place, or why there is none.
-    pub(crate) fn push_finished(&mut self, task: &dyn RunningTask, finished: Finished) {
+    pub(crate) fn push_finished(&mut self, task: &(impl RunningTask + ?Sized), finished: Finished) {
         match finished {
             Err(panic) => return self.push(&Outcome::Panicked(panic)),
             Ok(Err(failure)) => return self.push(&failure.as_outcome()),

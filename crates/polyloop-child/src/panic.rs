@@ -55,17 +55,24 @@ impl<F: Future> Future for CatchUnwind<F> {
     type Output = Result<F::Output, String>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let inner = self.project().inner;
-        let was_in_task = IN_TASK.with(|flag| flag.replace(true));
-        let polled = catch_unwind(AssertUnwindSafe(|| inner.poll(cx)));
-        IN_TASK.with(|flag| flag.set(was_in_task));
-        match polled {
-            Ok(Poll::Ready(output)) => Poll::Ready(Ok(output)),
-            Ok(Poll::Pending) => Poll::Pending,
-            Err(payload) => {
-                let location = LOCATION.with(|cell| cell.borrow_mut().take());
-                Poll::Ready(Err(panic_message(&*payload, location)))
-            }
+        catch_poll(self.project().inner, cx)
+    }
+}
+
+/// Polls `future` once as [`CatchUnwind`] does: a panic is `Err(message)`.
+pub(crate) fn catch_poll<F: Future + ?Sized>(
+    future: Pin<&mut F>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<F::Output, String>> {
+    let was_in_task = IN_TASK.with(|flag| flag.replace(true));
+    let polled = catch_unwind(AssertUnwindSafe(|| future.poll(cx)));
+    IN_TASK.with(|flag| flag.set(was_in_task));
+    match polled {
+        Ok(Poll::Ready(output)) => Poll::Ready(Ok(output)),
+        Ok(Poll::Pending) => Poll::Pending,
+        Err(payload) => {
+            let location = LOCATION.with(|cell| cell.borrow_mut().take());
+            Poll::Ready(Err(panic_message(&*payload, location)))
         }
     }
 }

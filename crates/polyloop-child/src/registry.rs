@@ -5,7 +5,10 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use polyloop_wire::{DecodeError, Outcome, RemoteError, Task, TaskInfo};
+use polyloop_wire::{ChunkInputs, DecodeError, Outcome, RemoteError, Task, TaskInfo};
+
+use crate::chunk::Parts;
+use crate::panic::{CatchUnwind, catch_poll};
 
 /// Every task linked into this program; `#[polyloop::task]` adds to it.
 #[linkme::distributed_slice]
@@ -77,6 +80,14 @@ impl<T: Task, F: Future<Output = Result<T::Output, RemoteError>> + Send> Running
     }
 }
 
+impl<T: Task, F: Future<Output = Result<T::Output, RemoteError>> + Send> Future for Running<T, F> {
+    type Output = Result<(), Failure>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.poll_run(cx)
+    }
+}
+
 /// `Extend` for a borrowed `Vec`, so postcard appends to it in place (slices as one copy).
 struct Append<'a>(&'a mut Vec<u8>);
 
@@ -109,7 +120,8 @@ impl Failure {
     }
 }
 
-/// One registered task: its name, the fingerprint of its types, and how to start it.
+/// One registered task: its name, the fingerprint of its types, and how to start it. Made by
+/// [`TaskEntry::of`].
 #[derive(Clone, Copy)]
 pub struct TaskEntry {
     /// The name the parent asks for it by.
@@ -118,13 +130,86 @@ pub struct TaskEntry {
     pub fingerprint: fn() -> u64,
     /// Decodes an input and starts the task.
     pub run: RunFn,
+    /// Runs a chunk's inputs in place; see [`InlineRun`].
+    pub(crate) run_inline: InlineFn,
 }
 
 impl TaskEntry {
     /// The registry entry for `T`.
     pub const fn of<T: Task>() -> Self {
-        TaskEntry { name: T::NAME, fingerprint: T::fingerprint, run: run_task::<T> }
+        TaskEntry {
+            name: T::NAME,
+            fingerprint: T::fingerprint,
+            run: run_task::<T>,
+            run_inline: run_inline::<T>,
+        }
     }
+}
+
+/// Runs a chunk's next inputs in order on the calling thread, each polled once, for as long as
+/// each finishes on that poll and the run may hold the thread.
+pub(crate) type InlineFn = fn(&mut InlineRun<'_, '_>) -> Stopped;
+
+/// What a chunk's inline run works on.
+pub(crate) struct InlineRun<'a, 'b> {
+    /// The inputs not yet started; checked already, so each reads.
+    pub(crate) inputs: &'a mut ChunkInputs<'b>,
+    /// Where each finished input's outcome goes.
+    pub(crate) parts: &'a mut Parts,
+    pub(crate) max_nesting: u32,
+    /// The waker of the task that runs the chunk, for the first polls.
+    pub(crate) waker: &'a std::task::Waker,
+    /// Whether the run has held the thread long enough: asked after each input.
+    pub(crate) must_yield: &'a mut dyn FnMut() -> bool,
+}
+
+/// Where a chunk's inline run stopped.
+pub(crate) enum Stopped {
+    /// No input is left.
+    Done,
+    /// The last input started did not finish on its first poll: it goes on as a future of its own.
+    Pending(CatchUnwind<TaskFuture>),
+    /// The run held the thread long enough: let the other tasks run, then go on.
+    Yield,
+}
+
+/// [`InlineFn`] for task `T`. The same as starting each input with [`TaskEntry::run`] and
+/// polling it, but typed: the inputs share one allocation (each finished task's place is taken
+/// by the next), and its output is encoded without a virtual call. Only a task that does not
+/// finish on its first poll leaves as a [`TaskFuture`].
+fn run_inline<T: Task>(run: &mut InlineRun<'_, '_>) -> Stopped {
+    let mut slot = None;
+    while let Some(Ok(input)) = run.inputs.next() {
+        let input = match unwind_to_err(|| decode_input::<T>(input, run.max_nesting)) {
+            Ok(input) => input,
+            Err(msg) => {
+                run.parts.push(&Outcome::Serialization(msg));
+                if (run.must_yield)() {
+                    return Stopped::Yield;
+                }
+                continue;
+            }
+        };
+        let running = Running::<T, _> { future: T::run(input), output: None };
+        let mut task = match slot.take() {
+            // The task before finished: its place is free.
+            Some(mut task) => {
+                Pin::set(&mut task, running);
+                task
+            }
+            None => Box::pin(running),
+        };
+        let mut cx = Context::from_waker(run.waker);
+        match catch_poll(task.as_mut(), &mut cx) {
+            Poll::Ready(finished) => run.parts.push_finished(&*task, finished),
+            Poll::Pending => return Stopped::Pending(CatchUnwind::new(task)),
+        }
+        slot = Some(task);
+        if (run.must_yield)() {
+            return Stopped::Yield;
+        }
+    }
+    Stopped::Done
 }
 
 impl fmt::Debug for TaskEntry {
@@ -146,22 +231,20 @@ fn run_task<T: Task>(input: &[u8], max_nesting: u32) -> Result<TaskFuture, Strin
 }
 
 fn start_task<T: Task>(input: &[u8], max_nesting: u32) -> Result<TaskFuture, String> {
-    let input = match polyloop_wire::decode_value::<T::Input>(input, max_nesting) {
-        Ok(input) => input,
-        Err(err @ DecodeError::Trailing { .. }) => {
-            return Err(format!("input of task `{}` has {err}", T::NAME));
-        }
-        Err(err @ DecodeError::TooDeep { .. }) => {
-            return Err(format!(
-                "input of task `{}` failed to deserialize: {err} (the pool's max_nesting)",
-                T::NAME
-            ));
-        }
-        Err(err) => {
-            return Err(format!("input of task `{}` failed to deserialize: {err}", T::NAME));
-        }
-    };
+    let input = decode_input::<T>(input, max_nesting)?;
     Ok(Box::pin(Running::<T, _> { future: T::run(input), output: None }))
+}
+
+/// Decodes an input of task `T`; an `Err` names why it could not be.
+fn decode_input<T: Task>(input: &[u8], max_nesting: u32) -> Result<T::Input, String> {
+    polyloop_wire::decode_value::<T::Input>(input, max_nesting).map_err(|err| match err {
+        DecodeError::Trailing { .. } => format!("input of task `{}` has {err}", T::NAME),
+        DecodeError::TooDeep { .. } => format!(
+            "input of task `{}` failed to deserialize: {err} (the pool's max_nesting)",
+            T::NAME
+        ),
+        _ => format!("input of task `{}` failed to deserialize: {err}", T::NAME),
+    })
 }
 
 /// The tasks a worker can run, indexed in the order it announces them in its handshake.

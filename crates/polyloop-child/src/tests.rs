@@ -3,8 +3,9 @@
 use std::time::Duration;
 
 use polyloop_wire::{
-    FrameBuffer, Limits, Outcome, PROTOCOL_VERSION, RemoteError, RuntimeFlavor, Task, TaskBatch,
-    TaskSpec, ToChild, ToParent, Welcome, WorkerConfig, decode_to_parent, encode_frame,
+    ChunkFrame, FrameBuffer, Limits, Outcome, PROTOCOL_VERSION, PartOutcomes, RemoteError,
+    RuntimeFlavor, Task, TaskBatch, TaskSpec, ToChild, ToParent, Welcome, WorkerConfig,
+    decode_to_parent, encode_frame,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
@@ -74,13 +75,33 @@ impl Task for Spin {
     }
 }
 
-static ENTRIES: [TaskEntry; 6] = [
+polyloop_wire::task_spec! {
+    /// Every way an input can end, picked by its value: 0 panics, 1 fails, 1000 + ms sleeps for
+    /// ms and answers the value, anything else answers its double at once.
+    Mixed: u64 => u64 = "t::mixed"
+}
+impl Task for Mixed {
+    async fn run(x: u64) -> Result<u64, RemoteError> {
+        match x {
+            0 => panic!("mixed zero"),
+            1 => Err(RemoteError { message: "mixed one".into(), chain: vec![] }),
+            1000.. => {
+                tokio::time::sleep(Duration::from_millis(x - 1000)).await;
+                Ok(x)
+            }
+            _ => Ok(x * 2),
+        }
+    }
+}
+
+static ENTRIES: [TaskEntry; 7] = [
     TaskEntry::of::<Double>(),
     TaskEntry::of::<Fails>(),
     TaskEntry::of::<Panics>(),
     TaskEntry::of::<Sleep>(),
     TaskEntry::of::<Wait>(),
     TaskEntry::of::<Spin>(),
+    TaskEntry::of::<Mixed>(),
 ];
 
 struct Parent {
@@ -93,6 +114,35 @@ impl Parent {
         let mut out = Vec::new();
         encode_frame(msg, &mut out, &Limits::default()).unwrap();
         self.io.write_all(&out).await.unwrap();
+    }
+
+    async fn send_chunk(&mut self, id: u64, task: u32, inputs: &[Vec<u8>]) {
+        let mut bytes = Vec::new();
+        for input in inputs {
+            polyloop_wire::push_input(&mut bytes, input);
+        }
+        let count = inputs.len() as u32;
+        self.send(&ToChild::Chunk(ChunkFrame { id, task, count, inputs: &bytes })).await;
+    }
+
+    /// The outcomes of chunk `id`, in the order they came, until `n` have come, and how many
+    /// frames brought them.
+    async fn chunk_outcomes(&mut self, id: u64, n: usize) -> (Vec<String>, usize) {
+        let (mut outcomes, mut frames) = (Vec::new(), 0);
+        while outcomes.len() < n {
+            match self.recv().await {
+                Some(Received::Results(results)) => {
+                    frames += 1;
+                    for (result_id, part) in results {
+                        assert_eq!(result_id, id, "{part}");
+                        outcomes.extend(part.lines().map(str::to_owned));
+                    }
+                }
+                other => panic!("expected results, got {other:?}"),
+            }
+        }
+        assert_eq!(outcomes.len(), n, "{outcomes:?}");
+        (outcomes, frames)
     }
 
     async fn send_tasks(&mut self, tasks: &[(u64, u32, Vec<u8>)]) {
@@ -112,7 +162,7 @@ impl Parent {
                 return Some(match decode_to_parent(payload, &Limits::default()).unwrap() {
                     ToParent::Hello(hello) => Received::Hello(hello),
                     ToParent::Results(results) => Received::Results(
-                        results.into_iter().map(|r| (r.id, format!("{:?}", r.outcome))).collect(),
+                        results.into_iter().map(|r| (r.id, describe(&r.outcome))).collect(),
                     ),
                 });
             }
@@ -134,6 +184,16 @@ impl Parent {
         }
         all.sort();
         all
+    }
+}
+
+/// An outcome as text; a chunk's part as its outcomes' texts, one per line.
+fn describe(outcome: &Outcome<'_>) -> String {
+    match outcome {
+        Outcome::Part(part) => {
+            PartOutcomes::new(part).map(|outcome| format!("{:?}\n", outcome.unwrap())).collect()
+        }
+        outcome => format!("{outcome:?}"),
     }
 }
 
@@ -175,7 +235,15 @@ async fn start(
             let names: Vec<_> = hello.tasks.iter().map(|t| t.name.as_str()).collect();
             assert_eq!(
                 names,
-                ["t::double", "t::fails", "t::panics", "t::sleep", "t::wait", "t::spin"]
+                [
+                    "t::double",
+                    "t::fails",
+                    "t::panics",
+                    "t::sleep",
+                    "t::wait",
+                    "t::spin",
+                    "t::mixed"
+                ]
             );
             assert_eq!(hello.tasks[0].fingerprint, Double::fingerprint());
         }
@@ -299,6 +367,50 @@ async fn garbage_and_version_mismatch_are_errors_not_panics() {
         err.to_string().contains("invalid frame") || format!("{err:?}").contains("VersionMismatch"),
         "{err:?}"
     );
+}
+
+#[tokio::test]
+async fn a_chunk_answers_every_input_in_order_however_it_ends() {
+    let (mut parent, worker) = start(16, None).await;
+    let inputs = [
+        enc(&5u64),
+        enc(&0u64),
+        vec![0xff; 11],
+        enc(&(1u64, 2u64)),
+        enc(&1010u64),
+        enc(&7u64),
+        enc(&1u64),
+        enc(&1001u64),
+        enc(&9u64),
+    ];
+    parent.send_chunk(0, 6, &inputs).await;
+    let (outcomes, _) = parent.chunk_outcomes(0, inputs.len()).await;
+    let ok = |x: u64| format!("{:?}", Outcome::Ok(&enc(&x)));
+    assert_eq!(outcomes[0], ok(10));
+    assert!(outcomes[1].contains("Panicked") && outcomes[1].contains("mixed zero"), "{outcomes:?}");
+    assert!(outcomes[2].contains("Serialization"), "{outcomes:?}");
+    assert!(outcomes[3].contains("trailing bytes"), "{outcomes:?}");
+    assert_eq!(outcomes[4], ok(1010), "the first input that waits");
+    assert_eq!(outcomes[5], ok(14));
+    assert!(outcomes[6].contains("Failed") && outcomes[6].contains("mixed one"), "{outcomes:?}");
+    assert_eq!(outcomes[7..], [ok(1001), ok(18)]);
+    // The worker lives on, and a chunk that never waits answers as well.
+    parent.send_chunk(1, 6, &[enc(&2u64), enc(&3u64)]).await;
+    assert_eq!(parent.chunk_outcomes(1, 2).await.0, [ok(4), ok(6)]);
+    parent.send(&ToChild::Shutdown).await;
+    worker.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_chunk_of_blocking_inputs_sends_its_outcomes_as_it_goes() {
+    let (mut parent, worker) = start(16, None).await;
+    // Each input holds the thread for 5 ms, far past the worker's time between yields.
+    parent.send_chunk(0, 5, &[enc(&5u64), enc(&5u64), enc(&5u64)]).await;
+    let (outcomes, frames) = parent.chunk_outcomes(0, 3).await;
+    assert_eq!(outcomes, ["Ok([])"; 3]);
+    assert!(frames >= 2, "the outcomes waited for the whole chunk");
+    parent.send(&ToChild::Shutdown).await;
+    worker.await.unwrap().unwrap();
 }
 
 #[tokio::test]

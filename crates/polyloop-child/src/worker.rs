@@ -21,7 +21,7 @@ use crate::Registry;
 use crate::chunk::{Finished, Parts};
 use crate::outbox::{Outbox, Taken};
 use crate::panic::CatchUnwind;
-use crate::registry::{Failure, RunningTask, TaskEntry};
+use crate::registry::{Failure, InlineRun, RunningTask, Stopped, TaskEntry};
 
 /// How long the reader may run tasks' first polls back to back before it lets the writer (and
 /// the other tasks) run.
@@ -512,25 +512,30 @@ async fn start_chunk(
     let mut inputs = ChunkInputs::new(chunk.inputs, chunk.count);
     let mut waiting = None;
     if inline {
-        let waker = std::future::poll_fn(|cx| Poll::Ready(cx.waker().clone())).await;
-        let mut last_yield = coarse_now();
-        // Checked by the caller: every input reads.
-        while let Some(Ok(input)) = inputs.next() {
-            let Some(mut caught) = run.start(input) else { continue };
-            // The context is a temporary: it must not live across the yield.
-            match Pin::new(&mut caught).poll(&mut Context::from_waker(&waker)) {
-                Poll::Ready(finished) => {
-                    run.parts.push_finished(caught.get_ref().as_ref().get_ref(), finished);
-                }
-                Poll::Pending => {
+        let waker = current_waker().await;
+        loop {
+            // In a block: nothing of it may live across the yield.
+            let stopped = {
+                let last_yield = coarse_now();
+                let mut must_yield = || coarse_now().saturating_sub(last_yield) > YIELD_AFTER;
+                (run.entry.run_inline)(&mut InlineRun {
+                    inputs: &mut inputs,
+                    parts: &mut run.parts,
+                    max_nesting: run.max_nesting,
+                    waker: &waker,
+                    must_yield: &mut must_yield,
+                })
+            };
+            match stopped {
+                Stopped::Done => break,
+                Stopped::Pending(caught) => {
                     waiting = Some(caught);
                     break;
                 }
-            }
-            if coarse_now().saturating_sub(last_yield) > YIELD_AFTER {
-                run.send_parts(shared, chunk.id, false);
-                tokio::task::yield_now().await;
-                last_yield = coarse_now();
+                Stopped::Yield => {
+                    run.send_parts(shared, chunk.id, false);
+                    tokio::task::yield_now().await;
+                }
             }
         }
         run.send_parts(shared, chunk.id, false);
