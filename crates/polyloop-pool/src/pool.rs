@@ -170,6 +170,8 @@ impl Pool {
             std::future::poll_fn(|cx| Pin::new(&mut stream).poll_next_item(cx)).await
         {
             outputs.push(result?);
+            // The rest of the part it came from, if any, without a poll each.
+            stream.drain_part_into(&mut outputs)?;
         }
         Ok(outputs)
     }

@@ -285,6 +285,50 @@ impl<T: TaskSpec, S: InputSource<T::Input>> MapStream<T, S> {
         Some(output.map_err(|err| err.with_input(seq)))
     }
 
+    /// For `map`: moves the outputs of the part being yielded into `outputs`, as many as can
+    /// be taken before the window wants a refill, without a poll per output. An error ends the
+    /// move and is returned, as [`poll_next_item`](Self::poll_next_item) would have yielded it.
+    pub(crate) fn drain_part_into(
+        &mut self,
+        outputs: &mut Vec<T::Output>,
+    ) -> Result<(), TaskError> {
+        let Some(cursor) = self.current.as_mut() else { return Ok(()) };
+        // What `poll_next_item` would take from the part before it refills.
+        let room = (self.submitted - self.yielded).saturating_sub(self.window / 2);
+        let take = u64::from(cursor.left).min(room) as u32;
+        let (max_nesting, task_timeout) =
+            (self.shared.config.max_nesting, self.shared.config.task_timeout);
+        let mut outcomes = PartOutcomes::new(&cursor.part.outcomes[cursor.pos..]);
+        outputs.reserve(take as usize);
+        let mut result = Ok(());
+        let mut taken = 0;
+        while taken < take {
+            let output = match outcomes.next() {
+                Some(Ok(outcome)) => {
+                    take_outcome::<T::Output>(T::NAME, outcome, max_nesting, task_timeout)
+                }
+                // The driver checked the part; this is not reached.
+                Some(Err(_)) | None => Err(bad_part(T::NAME)),
+            };
+            taken += 1;
+            match output {
+                Ok(output) => outputs.push(output),
+                Err(err) => {
+                    result = Err(err.with_input(cursor.seq + u64::from(taken - 1)));
+                    break;
+                }
+            }
+        }
+        cursor.pos = cursor.part.outcomes.len() - outcomes.rest().len();
+        cursor.seq += u64::from(taken);
+        cursor.left -= taken;
+        if cursor.left == 0 {
+            self.current = None;
+        }
+        self.yielded += u64::from(taken);
+        result
+    }
+
     pub(crate) fn poll_next_item(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -601,6 +601,16 @@ async fn panicking_serde_code_fails_its_task_only() -> anyhow::Result<()> {
         assert_eq!(pool.apply(touchy, (15, wait)).await?.0, 15);
     }
     assert_eq!(pool.stats().workers[0].pid, pid, "the worker lived through it");
+    // Inside a map's chunks (large once the pool is warm), the output that does not decode is
+    // named by its position.
+    let inputs = |bad: u64| (0..20_000).map(move |i| (if i == bad { 14 } else { 15 }, false));
+    let outputs = pool.map(touchy, inputs(u64::MAX)).await?;
+    assert!(outputs.len() == 20_000 && outputs.iter().all(|t| t.0 == 15));
+    for bad in [0, 1, 3_001, 19_999] {
+        let err = pool.map(touchy, inputs(bad)).await.expect_err("14 fails");
+        assert!(err.is_serialization() && err.message().contains("panicked"), "{err}");
+        assert_eq!(err.input_index(), Some(bad), "{err}");
+    }
     pool.close().await?;
     Ok(())
 }
