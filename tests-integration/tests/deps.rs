@@ -11,9 +11,10 @@ use std::process::Command;
 use serde_json::Value;
 
 /// The crates that make up the product, as opposed to tooling, benches and examples.
-const PRODUCT: [&str; 6] = [
+const PRODUCT: [&str; 7] = [
     "polyloop-wire",
     "polyloop-socket",
+    "polyloop-shm",
     "polyloop-child",
     "polyloop-pool",
     "polyloop-macros",
@@ -96,19 +97,20 @@ fn linked(graph: &Graph, name: &str, dev: bool) -> BTreeSet<String> {
 }
 
 #[test]
-fn wire_and_socket_depend_on_no_workspace_crate() {
+fn wire_socket_and_shm_depend_on_no_workspace_crate() {
     let graph = workspace_graph();
-    for name in ["polyloop-wire", "polyloop-socket"] {
+    for name in ["polyloop-wire", "polyloop-socket", "polyloop-shm"] {
         let deps = direct(&graph, name, &[Kind::Normal, Kind::Build, Kind::Dev]);
         assert!(deps.is_empty(), "{name} depends on {deps:?}");
     }
 }
 
 #[test]
-fn child_and_pool_depend_only_on_wire_and_socket() {
+fn child_depends_only_on_wire_and_socket_and_pool_on_those_and_shm() {
     let graph = workspace_graph();
     let lower = ["polyloop-wire", "polyloop-socket"];
-    for name in ["polyloop-child", "polyloop-pool"] {
+    let pools = ["polyloop-wire", "polyloop-socket", "polyloop-shm"];
+    for (name, lower) in [("polyloop-child", &lower[..]), ("polyloop-pool", &pools[..])] {
         let deps = direct(&graph, name, &[Kind::Normal, Kind::Build]);
         // Guards against reading the graph wrong, which would pass every check vacuously.
         assert!(deps.contains("polyloop-wire"), "{name} does not depend on polyloop-wire");

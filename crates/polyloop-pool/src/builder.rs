@@ -44,6 +44,8 @@ pub(crate) struct Config {
     pub(crate) retries: u32,
     pub(crate) runtime: RuntimeFlavor,
     pub(crate) initializer: Option<InitTask>,
+    /// The shared values the initializer's input refers to: every new worker runs it.
+    pub(crate) initializer_pins: polyloop_shm::Pins,
     pub(crate) program: Option<WorkerProgram>,
     pub(crate) handshake_timeout: Duration,
     pub(crate) busy_poll: Duration,
@@ -106,6 +108,7 @@ impl Default for PoolBuilder {
                 retries: 0,
                 runtime: RuntimeFlavor::CurrentThread,
                 initializer: None,
+                initializer_pins: polyloop_shm::Pins::default(),
                 program: None,
                 handshake_timeout: Duration::from_secs(30),
                 busy_poll: Duration::ZERO,
@@ -173,8 +176,10 @@ impl PoolBuilder {
     /// Runs `task` with `input` once in every worker before it takes any other task, e.g. to
     /// open a client the worker keeps in a static. If it fails, `build` fails.
     pub fn initializer<T: TaskSpec>(mut self, _task: T, input: T::Input) -> Self {
-        match postcard::to_allocvec(&input) {
+        let (encoded, pins) = polyloop_shm::collect_pins(|| postcard::to_allocvec(&input));
+        match encoded {
             Ok(input) => {
+                self.config.initializer_pins = pins;
                 self.config.initializer = Some(InitTask {
                     name: T::NAME.to_owned(),
                     fingerprint: T::fingerprint(),

@@ -4,6 +4,7 @@ use std::any::Any;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use polyloop_shm::Pins;
 use polyloop_wire::DecodeError;
 use serde::de::DeserializeOwned;
 use tokio::sync::{mpsc, oneshot};
@@ -207,6 +208,10 @@ pub(crate) struct Job {
     pub(crate) reply: Reply,
     /// Times the task was lost with its worker and queued again.
     pub(crate) retries: u32,
+    /// The shared values a single input refers to, kept until the job is done (those of
+    /// many inputs stay with their buffer).
+    #[expect(dead_code, reason = "held for as long as the job lives, never read")]
+    pub(crate) pins: Pins,
 }
 
 /// What a job runs on.
@@ -234,6 +239,8 @@ pub(crate) struct InputBuf {
     bytes: Vec<u8>,
     /// Where each input ends in `bytes`.
     ends: Vec<usize>,
+    /// The shared values the inputs refer to: every part of them keeps them.
+    pins: Pins,
 }
 
 impl InputBuf {
@@ -241,6 +248,11 @@ impl InputBuf {
     pub(crate) fn push(&mut self, input: &[u8]) {
         polyloop_wire::push_input(&mut self.bytes, input);
         self.ends.push(self.bytes.len());
+    }
+
+    /// Keeps `pins` while any of the inputs is on its way.
+    pub(crate) fn pin(&mut self, pins: Pins) {
+        self.pins.extend(pins);
     }
 
     /// The bytes the inputs pushed so far take.
@@ -349,6 +361,7 @@ impl Job {
             input: Input::Many(inputs.split_front(n)),
             reply: front,
             retries: self.retries,
+            pins: Pins::default(),
         }
     }
 
@@ -358,7 +371,8 @@ impl Job {
             Input::Many(inputs) => {
                 debug_assert_eq!(inputs.len(), 1);
                 let input = Input::One(SmallBytes::copy_from(inputs.first()));
-                Job { key: self.key, input, reply: self.reply, retries: self.retries }
+                let pins = inputs.buf.pins.clone();
+                Job { key: self.key, input, reply: self.reply, retries: self.retries, pins }
             }
             Input::One(_) => self,
         }

@@ -209,9 +209,11 @@ impl Shared {
 
     /// Encodes an input into a job; an input that does not serialize fails on its own.
     pub(crate) fn make_job<T: TaskSpec>(&self, input: &T::Input, reply: Reply) -> Option<Job> {
-        match SmallBytes::encode(input) {
+        let (encoded, pins) = polyloop_shm::collect_pins(|| SmallBytes::encode(input));
+        match encoded {
             Ok(bytes) => {
-                Some(Job { key: TaskKey::of::<T>(), input: Input::One(bytes), reply, retries: 0 })
+                let key = TaskKey::of::<T>();
+                Some(Job { key, input: Input::One(bytes), reply, retries: 0, pins })
             }
             Err(err) => {
                 reply.send(Err(input_error::<T>(input, &err)));
@@ -223,7 +225,8 @@ impl Shared {
     /// A job of a map stream's consecutive inputs, the first with sequence number `seq`.
     pub(crate) fn make_many<T: TaskSpec>(&self, inputs: Inputs, seq: u64, tx: StreamTx) -> Job {
         let reply = Reply::Stream { tx, seq };
-        Job { key: TaskKey::of::<T>(), input: Input::Many(inputs), reply, retries: 0 }
+        let pins = polyloop_shm::Pins::default();
+        Job { key: TaskKey::of::<T>(), input: Input::Many(inputs), reply, retries: 0, pins }
     }
 
     /// Checks that the workers know `T`, before queueing anything.

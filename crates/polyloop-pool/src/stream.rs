@@ -364,6 +364,8 @@ impl<T: TaskSpec, S: InputSource<T::Input>> MapStream<T, S> {
             }
             let mut buf = InputBuf::default();
             let mut first = this.submitted;
+            // The shared values the inputs serialize stay with the inputs.
+            let mut pins = polyloop_shm::Collector::start();
             // Bounded in bytes too: at least one input is always let through.
             while refill
                 && !this.exhausted
@@ -381,6 +383,7 @@ impl<T: TaskSpec, S: InputSource<T::Input>> MapStream<T, S> {
                             }
                             Err(err) => {
                                 // Sent in order: the inputs before it, then its own error.
+                                buf.pin(pins.take());
                                 this.submit(std::mem::take(&mut buf), first);
                                 let reply =
                                     Reply::Stream { tx: Arc::clone(&this.tx), seq: this.submitted };
@@ -394,6 +397,8 @@ impl<T: TaskSpec, S: InputSource<T::Input>> MapStream<T, S> {
                     Poll::Pending => break,
                 }
             }
+            buf.pin(pins.take());
+            drop(pins);
             this.submit(buf, first);
             while let Ok(results) = this.rx.try_recv() {
                 for StreamResult { seq, result, .. } in results {

@@ -42,7 +42,8 @@
 //!
 //! # Crates
 //! This facade re-exports `polyloop-pool` (the parent), `polyloop-child` (the worker runtime,
-//! under [`child`]) and `polyloop-wire` (the protocol, under [`wire`]) and holds no logic. Use the
+//! under [`child`]), `polyloop-wire` (the protocol, under [`wire`]) and `polyloop-shm` (the
+//! shared values [`SharedBytes`] and [`SharedAtomics`]) and holds no logic. Use the
 //! lower crates directly to write a worker binary of your own.
 
 #![warn(missing_docs)]
@@ -54,6 +55,7 @@ pub use polyloop_pool::{
     PoolError, PoolStats, QueueLoads, RoundRobin, Scheduler, SpawnError, TaskError, TaskHandle,
     WorkerStats, from_stream, spawn,
 };
+pub use polyloop_shm::{SharedAtomics, SharedBytes};
 pub use polyloop_wire::{RemoteError, Task, TaskSpec};
 
 /// The worker runtime, for custom worker binaries.
