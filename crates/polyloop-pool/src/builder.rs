@@ -29,6 +29,8 @@ pub struct PoolBuilder {
     pub(crate) config: Config,
     pub(crate) scheduler: Box<dyn Scheduler>,
     init_error: Option<String>,
+    /// A setting `build` refuses.
+    invalid: Option<String>,
 }
 
 /// The settings a built pool runs with.
@@ -119,6 +121,7 @@ impl Default for PoolBuilder {
             },
             scheduler: Box::new(RoundRobin::default()),
             init_error: None,
+            invalid: None,
         }
     }
 }
@@ -126,13 +129,19 @@ impl Default for PoolBuilder {
 impl PoolBuilder {
     /// Worker processes (default: the available parallelism).
     pub fn processes(mut self, n: usize) -> Self {
-        self.config.processes = n.max(1);
+        self.config.processes = n;
+        if n == 0 {
+            self.invalid("processes(0): a pool needs at least one worker process");
+        }
         self
     }
 
     /// Tasks running at once in each worker (default 16).
     pub fn child_concurrency(mut self, n: u32) -> Self {
-        self.config.child_concurrency = n.max(1);
+        self.config.child_concurrency = n;
+        if n == 0 {
+            self.invalid("child_concurrency(0): a worker must run at least one task at a time");
+        }
         self
     }
 
@@ -146,7 +155,10 @@ impl PoolBuilder {
 
     /// Shared queues (default 1); worker `i` serves queue `i % queue_count`.
     pub fn queue_count(mut self, n: usize) -> Self {
-        self.config.queue_count = n.max(1);
+        self.config.queue_count = n;
+        if n == 0 {
+            self.invalid("queue_count(0): a pool needs at least one queue");
+        }
         self
     }
 
@@ -202,7 +214,10 @@ impl PoolBuilder {
     /// Each worker runs a multi-threaded tokio runtime with this many threads instead of the
     /// default single-threaded one; for tasks that block or burn CPU in bursts.
     pub fn child_threads(mut self, threads: u32) -> Self {
-        self.config.runtime = RuntimeFlavor::MultiThread { threads: threads.max(1) };
+        self.config.runtime = RuntimeFlavor::MultiThread { threads };
+        if threads == 0 {
+            self.invalid("child_threads(0): a runtime needs at least one thread");
+        }
         self
     }
 
@@ -356,8 +371,20 @@ impl PoolBuilder {
         self
     }
 
+    /// Remembers a setting that cannot work, for `build` to refuse (the first one named).
+    fn invalid(&mut self, why: &str) {
+        self.invalid.get_or_insert_with(|| why.to_owned());
+    }
+
     /// Starts the workers and waits until every one has answered the handshake.
+    ///
+    /// # Errors
+    /// [`PoolError::InvalidConfig`] for a setting of zero processes, queues, threads or
+    /// concurrency; otherwise whatever kept a worker from starting and answering.
     pub async fn build(self) -> Result<Pool, PoolError> {
+        if let Some(why) = self.invalid {
+            return Err(PoolError::InvalidConfig(why));
+        }
         if let Some(msg) = self.init_error {
             return Err(PoolError::Io(std::io::Error::other(msg)));
         }

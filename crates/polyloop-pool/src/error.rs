@@ -222,6 +222,9 @@ impl std::error::Error for RemoteCause {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum PoolError {
+    /// A builder setting cannot work, e.g. zero processes.
+    #[error("invalid pool configuration: {0}")]
+    InvalidConfig(String),
     /// A worker process could not be started.
     #[error("failed to start worker program {program}")]
     Spawn {

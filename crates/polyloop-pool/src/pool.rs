@@ -24,7 +24,8 @@ use crate::{PoolError, TaskError};
 ///
 /// Build one with [`Pool::builder`]. Every method that submits work returns at once; the work is
 /// queued and runs as workers have room. [`Pool::close`] drains the queues and stops the
-/// workers; dropping the pool without it kills and reaps them.
+/// workers, [`Pool::terminate`] cancels what is left and stops them at once, and dropping the
+/// pool's last clone without either kills and reaps them.
 ///
 /// The drivers that feed the workers run on a thread the pool owns, `polyloop-driver`, so a pool
 /// serves callers on any tokio runtime, one after another, and outlives the runtime that built
@@ -41,8 +42,20 @@ use crate::{PoolError, TaskError};
 ///     POOL.get_or_init(|| async { Pool::builder().build().await.expect("workers start") }).await
 /// }
 /// ```
-#[derive(Debug)]
+///
+/// Cloning a pool is cheap (an `Arc` clone) and every clone is the same pool, as with
+/// `reqwest::Client`: hand clones to spawned tasks instead of wrapping the pool in an `Arc`.
+/// [`close`](Pool::close) and [`terminate`](Pool::terminate) on any clone stop it for all;
+/// the workers are killed and reaped when the last clone is dropped.
+#[derive(Debug, Clone)]
 pub struct Pool {
+    shared: Arc<Shared>,
+    owner: Arc<Owner>,
+}
+
+/// What the clones of a pool share beyond its state: the drivers, and the duty to stop them.
+#[derive(Debug)]
+struct Owner {
     shared: Arc<Shared>,
     supervisors: Mutex<Vec<JoinHandle<()>>>,
     /// Runs the drivers (the supervisors above), whatever runtime the callers are on; `None`
@@ -115,7 +128,9 @@ impl Pool {
                 }
             })
             .collect();
-        Ok(Pool { shared, supervisors: Mutex::new(supervisors), runtime })
+        let owner =
+            Owner { shared: Arc::clone(&shared), supervisors: Mutex::new(supervisors), runtime };
+        Ok(Pool { shared, owner: Arc::new(owner) })
     }
 
     /// Runs `task` on `input` in a worker; the returned handle resolves to its result.
@@ -225,8 +240,7 @@ impl Pool {
     /// `close` began fail with [`TaskError::is_pool_closed`].
     pub async fn close(&self) -> Result<(), PoolError> {
         self.shared.close_and_drain().await;
-        let supervisors =
-            std::mem::take(&mut *self.supervisors.lock().unwrap_or_else(PoisonError::into_inner));
+        let supervisors = self.owner.take_supervisors();
         // Every supervisor is awaited (its workers reaped) before an error is reported.
         let mut failure = None;
         for supervisor in supervisors {
@@ -239,17 +253,53 @@ impl Pool {
             self.shared.kill_workers();
             return Err(PoolError::RuntimeGone);
         }
-        if let Some(runtime) = &self.runtime {
+        if let Some(runtime) = &self.owner.runtime {
             runtime.shut_down().await;
         }
         failure.map_or(Ok(()), Err)
     }
+
+    /// Stops the pool now, the explicit counterpart of [`close`](Pool::close): queued and
+    /// running tasks are cancelled (each resolves with [`TaskError::is_cancelled`]), the
+    /// workers are killed and reaped, and the pool's driver thread stops. Tasks submitted
+    /// afterwards fail with [`TaskError::is_pool_closed`].
+    ///
+    /// ```no_run
+    /// # async fn demo(pool: polyloop_pool::Pool) {
+    /// // Enough: whatever still runs is cancelled and the workers are gone when this returns.
+    /// pool.terminate().await;
+    /// # }
+    /// ```
+    pub async fn terminate(&self) {
+        const WHY: &str = "the pool was terminated";
+        self.shared.begin_stop(WHY);
+        let supervisors = self.owner.take_supervisors();
+        for supervisor in &supervisors {
+            supervisor.abort();
+        }
+        // An aborted driver resolves the tasks it held as cancelled before its handle resolves;
+        // waiting for that keeps it from seeing its worker die and failing them as lost.
+        for supervisor in supervisors {
+            let _ = supervisor.await;
+        }
+        self.shared.kill_workers();
+        self.shared.close_queues(Kind::Cancelled, WHY);
+        if let Some(runtime) = &self.owner.runtime {
+            runtime.shut_down().await;
+        }
+    }
 }
 
-impl Drop for Pool {
+impl Owner {
+    fn take_supervisors(&self) -> Vec<JoinHandle<()>> {
+        std::mem::take(&mut *self.supervisors.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+impl Drop for Owner {
     /// Kills and reaps every worker before it returns, from any thread, inside a runtime or not.
     fn drop(&mut self) {
-        self.shared.begin_drop();
+        self.shared.begin_stop("the pool was dropped");
         let supervisors =
             std::mem::take(self.supervisors.get_mut().unwrap_or_else(PoisonError::into_inner));
         for supervisor in &supervisors {
@@ -326,6 +376,11 @@ impl<O> TaskHandle<O> {
     /// An id unique among the tasks of this pool.
     pub fn id(&self) -> u64 {
         self.id
+    }
+
+    /// Whether the task has resolved: awaiting the handle would return at once.
+    pub fn is_finished(&self) -> bool {
+        self.done || !self.rx.is_empty()
     }
 }
 

@@ -3,7 +3,7 @@
 //! (every task is resolved exactly once, through `Shared::resolve`).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use polyloop_wire::TaskSpec;
 use tokio::sync::Notify;
@@ -35,8 +35,10 @@ pub(crate) struct Shared {
     registry: Arc<RemoteRegistry>,
     next_id: AtomicU64,
     closing: AtomicBool,
-    /// Set when `Pool::drop` begins.
+    /// Set when `Pool::terminate` or `Pool::drop` begins.
     dropped: AtomicBool,
+    /// Set by the first of `terminate` and `Drop`.
+    stop_reason: OnceLock<&'static str>,
     /// Set when the runtime that ran the drivers shut down under them.
     runtime_gone: AtomicBool,
     /// Tasks queued or in flight; `close` waits for zero.
@@ -112,6 +114,7 @@ impl Shared {
             next_id: AtomicU64::new(0),
             closing: AtomicBool::new(false),
             dropped: AtomicBool::new(false),
+            stop_reason: OnceLock::new(),
             runtime_gone: AtomicBool::new(false),
             outstanding: AtomicUsize::new(0),
             drained: Notify::new(),
@@ -260,9 +263,17 @@ impl Shared {
     }
 
     /// `Pool::drop` began: nothing is accepted any more, and drivers that go now went with it.
-    pub(crate) fn begin_drop(&self) {
+    /// The pool stops now (dropped or terminated), for `why`: nothing more is accepted, and what
+    /// is cancelled says why.
+    pub(crate) fn begin_stop(&self, why: &'static str) {
+        let _ = self.stop_reason.set(why);
         self.dropped.store(true, Ordering::Release);
         self.closing.store(true, Ordering::Release);
+    }
+
+    /// Why the pool stopped, for the tasks it cancels.
+    pub(crate) fn stop_reason(&self) -> &'static str {
+        self.stop_reason.get().copied().unwrap_or("the pool was dropped")
     }
 
     pub(crate) fn is_dropped(&self) -> bool {

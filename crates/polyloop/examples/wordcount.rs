@@ -63,7 +63,7 @@ fn generated_text(len: usize) -> Vec<u8> {
         for at in 0..=(state % 3) {
             text.extend_from_slice(SYLLABLES[(state >> (8 + 4 * at)) as usize % 16].as_bytes());
         }
-        text.push(if state % 13 == 0 { b'\n' } else { b' ' });
+        text.push(if state.is_multiple_of(13) { b'\n' } else { b' ' });
     }
     text
 }

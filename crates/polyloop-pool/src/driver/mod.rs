@@ -409,7 +409,8 @@ impl<'a> Driver<'a> {
             room -= job.len();
             self.take(job, conn, now);
         }
-        self.shared.requeue(self.seat.queue_idx, jobs, Kind::Cancelled, "the pool was dropped");
+        let why = self.shared.stop_reason();
+        self.shared.requeue(self.seat.queue_idx, jobs, Kind::Cancelled, why);
     }
 
     /// Writes the batch and anything else waiting, in one write.
@@ -678,18 +679,19 @@ impl<'a> Driver<'a> {
             }
         }
         self.watchdog.clear();
-        self.shared.requeue(self.seat.queue_idx, retry, Kind::Cancelled, "the pool was dropped");
+        let why = self.shared.stop_reason();
+        self.shared.requeue(self.seat.queue_idx, retry, Kind::Cancelled, why);
     }
 }
 
 impl Drop for Driver<'_> {
-    /// A driver dropped with tasks in flight was aborted (the pool was dropped): its tasks are
+    /// A driver dropped with tasks in flight was aborted (the pool was dropped or terminated): its tasks are
     /// resolved here, so that no waiter (a stream keeps its channel open) waits forever.
     fn drop(&mut self) {
         for (_, sent) in self.in_flight.drain() {
             let job = sent.into_unanswered();
             let name = job.key.name;
-            let err = TaskError::new(Kind::Cancelled, name, "the pool was dropped");
+            let err = TaskError::new(Kind::Cancelled, name, self.shared.stop_reason());
             self.shared.resolve(job, Err(err));
         }
     }

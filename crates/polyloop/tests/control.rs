@@ -1,0 +1,118 @@
+//! Controlling a pool and its tasks: clones of one pool, `terminate`, `is_finished`, and
+//! settings `build` refuses.
+
+use std::future::Future;
+use std::time::Duration;
+
+use polyloop::{Pool, PoolError};
+
+/// Sleeps, then reports its pid.
+#[polyloop::task]
+async fn nap(millis: u64) -> u32 {
+    tokio::time::sleep(Duration::from_millis(millis)).await;
+    std::process::id()
+}
+
+/// Whether process `pid` is gone: reaped, not merely dead.
+fn gone(pid: u32) -> bool {
+    !std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+fn pids(pool: &Pool) -> Vec<u32> {
+    pool.stats().workers.iter().map(|worker| worker.pid).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clones_are_one_pool_and_the_last_one_dropped_reaps_the_workers() {
+    let pool = Pool::builder().processes(2).build().await.unwrap();
+    let workers = pids(&pool);
+    let spawned: Vec<_> = (0..4u64)
+        .map(|i| {
+            let pool = pool.clone();
+            tokio::spawn(async move { pool.map(nap, [i, i + 1]).await.unwrap() })
+        })
+        .collect();
+    for handle in spawned {
+        for pid in handle.await.unwrap() {
+            assert!(workers.contains(&pid), "{pid} is not one of {workers:?}");
+        }
+    }
+    let other = pool.clone();
+    drop(pool);
+    // The other clone still has the pool, and its workers.
+    assert!(workers.contains(&other.apply(nap, 0).await.unwrap()));
+    assert_eq!(pids(&other), workers);
+    drop(other);
+    if cfg!(target_os = "linux") {
+        for pid in workers {
+            assert!(gone(pid), "worker {pid} outlived the last clone");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn terminate_cancels_running_and_queued_tasks_and_reaps_the_workers() {
+    let pool = Pool::builder().processes(2).child_concurrency(2).build().await.unwrap();
+    let workers = pids(&pool);
+    // Four run (two per worker) and the rest wait in the queue, for far longer than the test.
+    let handles: Vec<_> = (0..20).map(|_| pool.submit(nap, 600_000)).collect();
+    let mut stream = pool.map_stream(nap, vec![600_000; 10]);
+    // A stream submits its inputs when first polled.
+    let first = tokio::time::timeout(Duration::from_millis(100), stream.next()).await;
+    assert!(first.is_err(), "a ten-minute nap came back: {first:?}");
+    pool.clone().terminate().await;
+    if cfg!(target_os = "linux") {
+        for &pid in &workers {
+            assert!(gone(pid), "worker {pid} outlived terminate");
+        }
+    }
+    for handle in handles {
+        assert!(handle.is_finished());
+        let err = handle.await.unwrap_err();
+        assert!(err.is_cancelled(), "{err}");
+        assert!(err.to_string().contains("terminated"), "{err}");
+    }
+    let mut results = Vec::new();
+    while let Some(result) = stream.next().await {
+        results.push(result);
+    }
+    assert_eq!(results.len(), 10);
+    assert!(results.iter().all(|r| r.as_ref().is_err_and(|err| err.is_cancelled())), "{results:?}");
+    let late = pool.apply(nap, 0).await.unwrap_err();
+    assert!(late.is_pool_closed(), "{late}");
+    // Closing or dropping a terminated pool is harmless.
+    pool.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handle_says_when_its_task_is_finished() {
+    let pool = Pool::builder().processes(1).build().await.unwrap();
+    let mut handle = pool.submit(nap, 200);
+    assert!(!handle.is_finished());
+    let waited = tokio::time::timeout(Duration::from_secs(30), async {
+        while !handle.is_finished() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+    waited.await.expect("the task finished");
+    // Finished means the result is there: taking it does not wait.
+    let pid = std::future::poll_fn(|cx| std::pin::Pin::new(&mut handle).poll(cx)).await;
+    assert_eq!(pid.unwrap(), pids(&pool)[0]);
+    pool.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn build_refuses_settings_of_zero() {
+    let builders = [
+        ("processes(0)", Pool::builder().processes(0)),
+        ("child_concurrency(0)", Pool::builder().child_concurrency(0)),
+        ("queue_count(0)", Pool::builder().queue_count(0)),
+        ("child_threads(0)", Pool::builder().child_threads(0)),
+    ];
+    for (setting, builder) in builders {
+        match builder.build().await {
+            Err(PoolError::InvalidConfig(why)) => assert!(why.starts_with(setting), "{why}"),
+            other => panic!("{setting}: {other:?}"),
+        }
+    }
+}
