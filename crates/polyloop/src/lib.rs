@@ -12,6 +12,11 @@
 //! `cargo test` integration tests and criterion benches need no setup. In a program without
 //! tasks of its own, call [`init`] first in `main` or use [`#[polyloop::main]`](main).
 //!
+//! **Bytes: take and return [`ByteBuf`], not `Vec<u8>`.** serde encodes a `Vec<u8>` as a
+//! sequence, one element at a time, several times slower; [`ByteBuf`] (or a field
+//! marked `#[serde(with = "serde_bytes")]`) travels as one block. For large read-only data
+//! that many tasks read, pass a [`SharedBytes`]: it is not copied at all.
+//!
 //! Every submitted task resolves exactly once: to its output, or to a [`TaskError`] that says
 //! whether it failed, panicked, timed out, lost its worker or was cancelled.
 //!
@@ -57,6 +62,8 @@ pub use polyloop_pool::{
 };
 pub use polyloop_shm::{SharedAtomics, SharedBytes};
 pub use polyloop_wire::{RemoteError, Task, TaskSpec};
+/// Bytes that serialize as one block: the type to take and return instead of `Vec<u8>`.
+pub use serde_bytes::ByteBuf;
 
 /// The worker runtime, for custom worker binaries.
 pub use polyloop_child as child;
