@@ -48,4 +48,4 @@ pub use error::{PoolError, TaskError};
 pub use pool::{Pool, SpawnError, TaskHandle, spawn};
 pub use scheduler::{LeastLoaded, QueueLoads, RoundRobin, Scheduler};
 pub use stats::{PoolStats, WorkerStats};
-pub use stream::{FromStream, InputSource, Inputs, IterSource, MapStream, from_stream};
+pub use stream::{FromStream, InputSource, Inputs, IterSource, MapStream, Progress, from_stream};

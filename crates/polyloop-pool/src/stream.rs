@@ -115,6 +115,10 @@ pub struct MapStream<T: TaskSpec, S> {
     window_bytes: usize,
     /// Results yielded so far.
     yielded: u64,
+    /// Results arrived so far, yielded or not.
+    arrived: u64,
+    /// Errors yielded so far.
+    failed: u64,
     exhausted: bool,
     checked: bool,
     tx: StreamTx,
@@ -144,6 +148,23 @@ impl<T: TaskSpec, S> fmt::Debug for MapStream<T, S> {
     }
 }
 
+/// How far a map stream has come: see [`MapStream::progress`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Progress {
+    /// Inputs whose results have arrived, yielded or still waiting for their turn.
+    pub done: u64,
+    /// Results the stream has yielded.
+    pub yielded: u64,
+    /// Of those, the errors.
+    pub failed: u64,
+    /// The inputs in all: those taken from the source so far plus the source's lower size
+    /// bound, which is exact for ranges, slices and `Vec`s.
+    pub total: u64,
+    /// Whether the source has run out, so that `total` is exact whatever it is.
+    pub total_is_exact: bool,
+}
+
 /// The most bytes of encoded inputs a map stream holds ahead of what it has yielded, whatever
 /// its window in inputs: large inputs are pulled only as fast as they are used.
 const WINDOW_BYTES: usize = 64 << 20;
@@ -162,6 +183,8 @@ impl<T: TaskSpec, S: InputSource<T::Input>> MapStream<T, S> {
             refills: VecDeque::new(),
             window_bytes: 0,
             yielded: 0,
+            arrived: 0,
+            failed: 0,
             exhausted: false,
             checked: false,
             tx,
@@ -211,6 +234,10 @@ impl<T: TaskSpec, S: InputSource<T::Input>> MapStream<T, S> {
     }
 
     fn place(&mut self, seq: u64, result: RawResult) {
+        self.arrived += match &result {
+            Ok(Output::Part(part)) => u64::from(part.count),
+            _ => 1,
+        };
         if self.fail_fast {
             match &result {
                 Err(_) => {
@@ -314,6 +341,7 @@ impl<T: TaskSpec, S: InputSource<T::Input>> MapStream<T, S> {
             match output {
                 Ok(output) => outputs.push(output),
                 Err(err) => {
+                    self.failed += 1;
                     result = Err(err.with_input(cursor.seq + u64::from(taken - 1)));
                     break;
                 }
@@ -329,7 +357,40 @@ impl<T: TaskSpec, S: InputSource<T::Input>> MapStream<T, S> {
         result
     }
 
+    /// How far the map has come, e.g. for a progress bar.
+    ///
+    /// ```no_run
+    /// # async fn demo<T: polyloop_wire::Task<Input = u64>>(pool: &polyloop_pool::Pool, task: T) {
+    /// let mut results = pool.map_stream(task, 0..10_000u64);
+    /// while let Some(_result) = results.next().await {
+    ///     let progress = results.progress();
+    ///     eprint!("\r{}/{} done, {} failed", progress.done, progress.total, progress.failed);
+    /// }
+    /// # }
+    /// ```
+    pub fn progress(&self) -> Progress {
+        Progress {
+            done: self.arrived,
+            yielded: self.yielded,
+            failed: self.failed,
+            total: self.submitted + self.source.size_hint() as u64,
+            total_is_exact: self.exhausted,
+        }
+    }
+
     pub(crate) fn poll_next_item(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<T::Output, TaskError>>> {
+        let this = self.get_mut();
+        let next = Pin::new(&mut *this).poll_next_uncounted(cx);
+        if let Poll::Ready(Some(Err(_))) = &next {
+            this.failed += 1;
+        }
+        next
+    }
+
+    fn poll_next_uncounted(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<T::Output, TaskError>>> {

@@ -57,8 +57,8 @@
 pub use polyloop_macros::{main, task};
 pub use polyloop_pool::{
     FromStream, InputSource, Inputs, IterSource, LeastLoaded, MapStream, Pool, PoolBuilder,
-    PoolError, PoolStats, QueueLoads, RoundRobin, Scheduler, SpawnError, TaskError, TaskHandle,
-    WorkerStats, from_stream, spawn,
+    PoolError, PoolStats, Progress, QueueLoads, RoundRobin, Scheduler, SpawnError, TaskError,
+    TaskHandle, WorkerStats, from_stream, spawn,
 };
 pub use polyloop_shm::{SharedAtomics, SharedBytes};
 pub use polyloop_wire::{RemoteError, Task, TaskSpec};

@@ -1,5 +1,5 @@
-//! Controlling a pool and its tasks: clones of one pool, `terminate`, `is_finished`, and
-//! settings `build` refuses.
+//! Controlling a pool and following its tasks: clones of one pool, `terminate`,
+//! `is_finished`, a map's progress, and settings `build` refuses.
 
 use std::future::Future;
 use std::time::Duration;
@@ -98,6 +98,34 @@ async fn a_handle_says_when_its_task_is_finished() {
     // Finished means the result is there: taking it does not wait.
     let pid = std::future::poll_fn(|cx| std::pin::Pin::new(&mut handle).poll(cx)).await;
     assert_eq!(pid.unwrap(), pids(&pool)[0]);
+    pool.close().await.unwrap();
+}
+
+/// Fails for every tenth input.
+#[polyloop::task]
+async fn tenth_fails(i: u64) -> Result<u64, String> {
+    if i % 10 == 9 { Err(format!("{i} fails")) } else { Ok(i) }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_map_stream_reports_its_progress() {
+    let pool = Pool::builder().processes(2).build().await.unwrap();
+    let mut stream = pool.map_stream(tenth_fails, 0..1000u64);
+    let start = stream.progress();
+    assert_eq!((start.done, start.yielded, start.failed), (0, 0, 0));
+    assert_eq!((start.total, start.total_is_exact), (1000, false));
+    let mut seen = (0, 0);
+    while let Some(result) = stream.next().await {
+        seen.0 += 1;
+        seen.1 += u64::from(result.is_err());
+        let now = stream.progress();
+        assert_eq!((now.yielded, now.failed), seen);
+        assert!(now.done >= now.yielded && now.done <= 1000, "{now:?}");
+        assert_eq!(now.total, 1000);
+    }
+    let end = stream.progress();
+    assert_eq!((end.done, end.yielded, end.failed, end.total), (1000, 1000, 100, 1000));
+    assert!(end.total_is_exact);
     pool.close().await.unwrap();
 }
 
