@@ -65,6 +65,21 @@ pub mod __private {
 
     pub use crate::{TASKS, TaskEntry, worker_hook};
 
+    /// What `#[polyloop::task(result)]` needs of a return type the macro cannot see is a
+    /// `Result` (an alias): that it is one.
+    pub trait TaskResult {
+        type Ok;
+        type Err;
+        fn into_result(self) -> Result<Self::Ok, Self::Err>;
+    }
+    impl<T, E> TaskResult for Result<T, E> {
+        type Ok = T;
+        type Err = E;
+        fn into_result(self) -> Result<T, E> {
+            self
+        }
+    }
+
     /// Autoref specialization: a task's error becomes a [`RemoteError`] with its source chain
     /// when it is a `std::error::Error` (or holds one, like `anyhow::Error`), with its message
     /// when it only implements `Display`.

@@ -12,9 +12,31 @@ use syn::parse::Parser;
 use syn::{FnArg, ItemFn, ReturnType, Type, parse_macro_input};
 
 /// Turns an `async fn` into a polyloop task: a unit struct of the same name that implements
-/// `polyloop::Task` and is registered so that every worker process can run it.
+/// `polyloop::Task` and is registered so that every worker process can run it. Pass the struct
+/// to a pool (`pool.map(double, inputs)`); the function itself stays callable, in this
+/// process, as `double::call(..)`.
 ///
-/// The original function stays callable as `name::call(..)`.
+/// ```ignore
+/// /// Doubles `x`. (This comment documents the task.)
+/// #[polyloop::task]
+/// async fn double(x: u64) -> u64 {
+///     x * 2
+/// }
+///
+/// #[polyloop::task]
+/// async fn read_len(path: String) -> Result<usize, std::io::Error> {
+///     Ok(tokio::fs::read(path).await?.len())
+/// }
+/// ```
+///
+/// The rules:
+/// * an `async fn`, free (not a method), neither generic nor variadic, whose future is `Send`;
+/// * owned arguments that are `serde` types: they are deserialized in the worker, so `&str`
+///   is refused (take a `String`); several arguments make a tuple input;
+/// * an owned `serde` output. A return type written `Result<T, E>` (any path ending in
+///   `Result`) is a fallible task: `Ok(T)` is its output, and `Err(E)` fails it with `E`'s
+///   message and source chain. A `Result` behind an alias (`type Fallible<T> = Result<T, E>`)
+///   cannot be seen by the macro: mark it `#[polyloop::task(result)]`.
 ///
 /// Takes `crate = "path"`, the crate the expansion refers to (default `polyloop`); a worker
 /// built on `polyloop-child` without the facade writes
@@ -22,8 +44,16 @@ use syn::{FnArg, ItemFn, ReturnType, Type, parse_macro_input};
 #[proc_macro_attribute]
 pub fn task(args: TokenStream, item: TokenStream) -> TokenStream {
     let func = parse_macro_input!(item as ItemFn);
-    let expanded = parse_args(args.into(), "#[polyloop::task]", |_| Ok(false))
-        .and_then(|krate| expand_task(func, &krate));
+    let mut marked_result = false;
+    let expanded = parse_args(args.into(), "#[polyloop::task]", |meta| {
+        if meta.path.is_ident("result") {
+            marked_result = true;
+            Ok(true)
+        } else {
+            Ok(false)
+        }
+    })
+    .and_then(|krate| expand_task(func, &krate, marked_result));
     match expanded {
         Ok(tokens) => tokens.into(),
         Err(err) => err.to_compile_error().into(),
@@ -56,7 +86,11 @@ fn parse_args(
     })
 }
 
-fn expand_task(func: ItemFn, private: &TokenStream2) -> syn::Result<TokenStream2> {
+fn expand_task(
+    func: ItemFn,
+    private: &TokenStream2,
+    marked_result: bool,
+) -> syn::Result<TokenStream2> {
     let sig = &func.sig;
     if sig.asyncness.is_none() {
         return Err(syn::Error::new_spanned(sig.fn_token, "#[polyloop::task] needs an `async fn`"));
@@ -76,7 +110,16 @@ fn expand_task(func: ItemFn, private: &TokenStream2) -> syn::Result<TokenStream2
                     "a polyloop task is a free function, not a method",
                 ));
             }
-            FnArg::Typed(pat) => arg_types.push((*pat.ty).clone()),
+            FnArg::Typed(pat) => {
+                if let Some(borrowed) = borrow_in(&pat.ty) {
+                    return Err(syn::Error::new(
+                        borrowed,
+                        "a polyloop task takes owned arguments, which the worker deserializes \
+                         into: take `String` for `&str`, `Vec<T>` for `&[T]`, `T` for `&T`",
+                    ));
+                }
+                arg_types.push((*pat.ty).clone())
+            }
         }
     }
     let arg_names: Vec<_> = (0..arg_types.len()).map(|i| format_ident!("__arg{i}")).collect();
@@ -89,19 +132,38 @@ fn expand_task(func: ItemFn, private: &TokenStream2) -> syn::Result<TokenStream2
         many => quote!(let (#(#many,)*) = input;),
     };
 
+    let fails = quote! {
+        ::core::result::Result::Err(err) => {
+            #[allow(unused_imports)]
+            use #private::{ViaAsRef as _, ViaDisplay as _, ViaError as _};
+            ::core::result::Result::Err((&&&#private::Wrap(&err)).to_remote())
+        }
+    };
     let (output_type, convert) = match &sig.output {
+        ReturnType::Default if marked_result => {
+            return Err(syn::Error::new_spanned(
+                &sig.ident,
+                "#[polyloop::task(result)] marks a task that returns a `Result`; this one \
+                 returns nothing",
+            ));
+        }
         ReturnType::Default => (quote!(()), quote!(::core::result::Result::Ok(output))),
+        ReturnType::Type(_, ty) if marked_result => (
+            quote!(<#ty as #private::TaskResult>::Ok),
+            quote! {
+                match #private::TaskResult::into_result(output) {
+                    ::core::result::Result::Ok(value) => ::core::result::Result::Ok(value),
+                    #fails
+                }
+            },
+        ),
         ReturnType::Type(_, ty) => match result_ok_type(ty) {
             Some(ok) => (
                 quote!(#ok),
                 quote! {
                     match output {
                         ::core::result::Result::Ok(value) => ::core::result::Result::Ok(value),
-                        ::core::result::Result::Err(err) => {
-                            #[allow(unused_imports)]
-                            use #private::{ViaAsRef as _, ViaDisplay as _, ViaError as _};
-                            ::core::result::Result::Err((&&&#private::Wrap(&err)).to_remote())
-                        }
+                        #fails
                     }
                 },
             ),
@@ -120,8 +182,13 @@ fn expand_task(func: ItemFn, private: &TokenStream2) -> syn::Result<TokenStream2
         "The polyloop task `{name_str}`: pass it to a `Pool` method, or run it here with \
          [`{name_str}::call`]."
     );
+    // The function's own documentation documents the task, followed by how to use it.
+    let docs: Vec<_> = attrs.iter().filter(|attr| attr.path().is_ident("doc")).collect();
+    let separator = (!docs.is_empty()).then(|| quote!(#[doc = ""]));
 
     Ok(quote! {
+        #(#docs)*
+        #separator
         #[doc = #doc]
         #[allow(non_camel_case_types)]
         #[derive(Clone, Copy, Debug, Default)]
@@ -182,6 +249,37 @@ fn expand_task(func: ItemFn, private: &TokenStream2) -> syn::Result<TokenStream2
             };
         };
     })
+}
+
+/// The first reference or borrowed lifetime written in `ty`, if any: `&str`, `Option<&[u8]>`,
+/// `Cow<'a, str>`.
+fn borrow_in(ty: &Type) -> Option<proc_macro2::Span> {
+    fn scan(tokens: TokenStream2) -> Option<proc_macro2::Span> {
+        let mut tokens = tokens.into_iter().peekable();
+        while let Some(token) = tokens.next() {
+            match token {
+                proc_macro2::TokenTree::Punct(punct) if punct.as_char() == '&' => {
+                    return Some(punct.span());
+                }
+                // A lifetime other than 'static: `'a`.
+                proc_macro2::TokenTree::Punct(punct) if punct.as_char() == '\'' => {
+                    if let Some(proc_macro2::TokenTree::Ident(name)) = tokens.peek()
+                        && name != "static"
+                    {
+                        return Some(punct.span());
+                    }
+                }
+                proc_macro2::TokenTree::Group(group) => {
+                    if let Some(span) = scan(group.stream()) {
+                        return Some(span);
+                    }
+                }
+                _ => {}
+            }
+        }
+        None
+    }
+    scan(quote!(#ty))
 }
 
 /// `T` if `ty` is written `Result<T, ..>` (any path ending in `Result`), else `None`.
@@ -260,4 +358,65 @@ fn expand_main(args: TokenStream2, func: ItemFn) -> syn::Result<TokenStream2> {
                 .block_on(body)
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refusal(func: ItemFn, marked_result: bool) -> String {
+        match expand_task(func, &quote!(::polyloop::__private), marked_result) {
+            Ok(_) => panic!("expanded"),
+            Err(err) => err.to_string(),
+        }
+    }
+
+    #[test]
+    fn borrowed_arguments_are_refused_with_what_to_take_instead() {
+        let cases: [ItemFn; 4] = [
+            syn::parse_quote!(
+                async fn a(s: &str) {}
+            ),
+            syn::parse_quote!(
+                async fn b(n: u64, s: Option<&[u8]>) {}
+            ),
+            syn::parse_quote!(
+                async fn c(s: std::borrow::Cow<'a, str>) {}
+            ),
+            syn::parse_quote!(
+                async fn d(s: &'static str) {}
+            ),
+        ];
+        for func in cases {
+            let why = refusal(func, false);
+            assert!(why.contains("owned arguments") && why.contains("`String`"), "{why}");
+        }
+        let owned: ItemFn = syn::parse_quote!(
+            async fn e(s: String, t: Box<str>) {}
+        );
+        assert!(expand_task(owned, &quote!(x), false).is_ok());
+    }
+
+    #[test]
+    fn a_result_mark_needs_a_return_type() {
+        let why = refusal(
+            syn::parse_quote!(
+                async fn f(n: u64) {}
+            ),
+            true,
+        );
+        assert!(why.contains("returns nothing"), "{why}");
+    }
+
+    #[test]
+    fn the_functions_documentation_documents_the_task() {
+        let func: ItemFn = syn::parse_quote! {
+            /// Doubles.
+            async fn double(x: u64) -> u64 { x * 2 }
+        };
+        let expanded = expand_task(func, &quote!(p), false).unwrap().to_string();
+        let doc = expanded.find("Doubles.").expect("the doc");
+        let strukt = expanded.find("struct double").expect("the struct");
+        assert!(doc < strukt, "{expanded}");
+    }
 }

@@ -129,6 +129,25 @@ async fn a_map_stream_reports_its_progress() {
     pool.close().await.unwrap();
 }
 
+/// A `Result` behind an alias, which the macro is told about.
+type Fallible<T> = Result<T, std::io::Error>;
+
+#[polyloop::task(result)]
+async fn halve_even(n: u64) -> Fallible<u64> {
+    if n.is_multiple_of(2) { Ok(n / 2) } else { Err(std::io::Error::other(format!("{n} is odd"))) }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_behind_an_alias_is_a_fallible_task_when_marked() {
+    let pool = Pool::builder().processes(1).build().await.unwrap();
+    let half: u64 = pool.apply(halve_even, 42).await.unwrap();
+    assert_eq!(half, 21);
+    let err = pool.apply(halve_even, 7).await.unwrap_err();
+    assert!(err.is_failed(), "{err}");
+    assert!(err.to_string().contains("7 is odd"), "{err}");
+    pool.close().await.unwrap();
+}
+
 #[tokio::test]
 async fn build_refuses_settings_of_zero() {
     let builders = [
