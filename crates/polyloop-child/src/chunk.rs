@@ -113,7 +113,7 @@ mod tests {
     fn outcomes_keep_their_order_in_one_part() {
         let mut parts = Parts::new(1 << 20);
         parts.push_finished(&Done(vec![1]), Ok(Ok(())));
-        let failed = RemoteError { message: "no".into(), chain: vec![] };
+        let failed = RemoteError { message: "no".into(), chain: vec![], value: None };
         parts.push_finished(&Done(vec![]), Ok(Err(Failure::Failed(failed))));
         parts.push_finished(&Done(vec![]), Err("boom".into()));
         parts.push(&Outcome::Cancelled);
@@ -123,7 +123,7 @@ mod tests {
             got[0],
             [
                 "Ok([1])",
-                "Failed(RemoteError { message: \"no\", chain: [] })",
+                "Failed(RemoteError { message: \"no\", chain: [], value: None })",
                 "Panicked(\"boom\")",
                 "Cancelled"
             ]

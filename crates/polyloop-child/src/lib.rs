@@ -80,6 +80,29 @@ pub mod __private {
         }
     }
 
+    /// Autoref specialization: a task's error travels as a value too (for
+    /// `TaskError::downcast`) when its type is a serde type.
+    #[derive(Debug)]
+    pub struct Typed<'a, E>(pub &'a E);
+
+    pub trait ViaSerialize {
+        fn typed_value(&self) -> Option<polyloop_wire::TypedValue>;
+    }
+    impl<E: serde::Serialize> ViaSerialize for &Typed<'_, E> {
+        fn typed_value(&self) -> Option<polyloop_wire::TypedValue> {
+            polyloop_wire::TypedValue::encode(self.0)
+        }
+    }
+
+    pub trait ViaOpaque {
+        fn typed_value(&self) -> Option<polyloop_wire::TypedValue>;
+    }
+    impl<E> ViaOpaque for Typed<'_, E> {
+        fn typed_value(&self) -> Option<polyloop_wire::TypedValue> {
+            None
+        }
+    }
+
     /// Autoref specialization: a task's error becomes a [`RemoteError`] with its source chain
     /// when it is a `std::error::Error` (or holds one, like `anyhow::Error`), with its message
     /// when it only implements `Display`.

@@ -25,7 +25,7 @@ polyloop_wire::task_spec! {
 }
 impl Task for Fails {
     async fn run(msg: String) -> Result<(), RemoteError> {
-        Err(RemoteError { message: msg, chain: vec!["cause".into()] })
+        Err(RemoteError { message: msg, chain: vec!["cause".into()], value: None })
     }
 }
 
@@ -84,7 +84,7 @@ impl Task for Mixed {
     async fn run(x: u64) -> Result<u64, RemoteError> {
         match x {
             0 => panic!("mixed zero"),
-            1 => Err(RemoteError { message: "mixed one".into(), chain: vec![] }),
+            1 => Err(RemoteError { message: "mixed one".into(), chain: vec![], value: None }),
             1000.. => {
                 tokio::time::sleep(Duration::from_millis(x - 1000)).await;
                 Ok(x)

@@ -412,9 +412,11 @@ async fn run_initializer(
     init: &polyloop_wire::InitTask,
     max_nesting: u32,
 ) -> Result<(), RemoteError> {
-    let entry = registry.find(&init.name).ok_or_else(|| RemoteError {
-        message: format!("the initializer task `{}` is not registered in this worker", init.name),
-        chain: Vec::new(),
+    let entry = registry.find(&init.name).ok_or_else(|| {
+        RemoteError::from_display(&format_args!(
+            "the initializer task `{}` is not registered in this worker",
+            init.name
+        ))
     })?;
     if (entry.fingerprint)() != init.fingerprint {
         return Err(RemoteError::from_display(&format_args!(

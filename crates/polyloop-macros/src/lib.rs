@@ -135,8 +135,12 @@ fn expand_task(
     let fails = quote! {
         ::core::result::Result::Err(err) => {
             #[allow(unused_imports)]
-            use #private::{ViaAsRef as _, ViaDisplay as _, ViaError as _};
-            ::core::result::Result::Err((&&&#private::Wrap(&err)).to_remote())
+            use #private::{
+                ViaAsRef as _, ViaDisplay as _, ViaError as _, ViaOpaque as _, ViaSerialize as _,
+            };
+            let mut remote = (&&&#private::Wrap(&err)).to_remote();
+            remote.value = (&&#private::Typed(&err)).typed_value();
+            ::core::result::Result::Err(remote)
         }
     };
     let (output_type, convert) = match &sig.output {

@@ -24,6 +24,8 @@ pub struct TaskError {
     source: Option<Box<RemoteCause>>,
     /// The position of the task's input in its map's input sequence.
     input: Option<u64>,
+    /// The error value a failed task returned, when its type is a serde type.
+    value: Option<Box<polyloop_wire::TypedValue>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,7 +42,7 @@ pub(crate) enum Kind {
 
 impl TaskError {
     pub(crate) fn new(kind: Kind, task: &'static str, message: impl Into<String>) -> Self {
-        TaskError { kind, task, message: message.into(), source: None, input: None }
+        TaskError { kind, task, message: message.into(), source: None, input: None, value: None }
     }
 
     pub(crate) fn failed(task: &'static str, remote: RemoteError) -> Self {
@@ -50,7 +52,8 @@ impl TaskError {
             .into_iter()
             .rev()
             .fold(None, |next, message| Some(Box::new(RemoteCause { message, next })));
-        TaskError { kind: Kind::Failed, task, message: remote.message, source, input: None }
+        let value = remote.value.map(Box::new);
+        TaskError { kind: Kind::Failed, task, message: remote.message, source, input: None, value }
     }
 
     /// The task returned an `Err`.
@@ -124,6 +127,7 @@ impl TaskError {
             message: self.message.clone(),
             source: self.source.clone(),
             input: self.input,
+            value: self.value.clone(),
         }
     }
 
@@ -162,6 +166,33 @@ impl TaskError {
     /// observed.
     pub fn message(&self) -> &str {
         &self.message
+    }
+
+    /// The error the task returned, as its own type: `Some` when the task failed with an
+    /// `Err(E)` whose type is a serde type and `E` is that type, `None` otherwise (another type,
+    /// a panic, a lost worker...).
+    ///
+    /// ```
+    /// #[derive(Debug, serde::Serialize, serde::Deserialize, PartialEq)]
+    /// enum FetchError {
+    ///     NotFound(String),
+    ///     Busy { retry_after_ms: u64 },
+    /// }
+    /// # impl std::fmt::Display for FetchError {
+    /// #     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { write!(f, "{self:?}") }
+    /// # }
+    ///
+    /// fn retry_after(err: &polyloop_pool::TaskError) -> Option<u64> {
+    ///     match err.downcast::<FetchError>()? {
+    ///         FetchError::Busy { retry_after_ms } => Some(retry_after_ms),
+    ///         FetchError::NotFound(_) => None,
+    ///     }
+    /// }
+    /// ```
+    pub fn downcast<E: serde::de::DeserializeOwned>(&self) -> Option<E> {
+        let value = self.value.as_ref()?;
+        // The limit the pool applies to values by default; an error is no deeper.
+        value.decode(polyloop_wire::DEFAULT_MAX_NESTING).ok().flatten()
     }
 }
 

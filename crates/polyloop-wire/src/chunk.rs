@@ -208,7 +208,8 @@ mod tests {
             Ok(())
         })
         .unwrap();
-        let failed = Outcome::Failed(RemoteError { message: "no".into(), chain: vec![] });
+        let failed =
+            Outcome::Failed(RemoteError { message: "no".into(), chain: vec![], value: None });
         push_outcome(&mut part, &failed);
         push_outcome(&mut part, &Outcome::Cancelled);
         let outcomes: Vec<Outcome<'_>> = PartOutcomes::new(&part).map(Result::unwrap).collect();

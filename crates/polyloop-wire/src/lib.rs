@@ -68,7 +68,7 @@ pub use frame::{
 };
 pub use message::{
     ChunkFrame, Hello, InitTask, Outcome, PROTOCOL_VERSION, RemoteError, ResultFrame,
-    RuntimeFlavor, TaskFrame, TaskInfo, ToChild, ToParent, Welcome, WorkerConfig,
+    RuntimeFlavor, TaskFrame, TaskInfo, ToChild, ToParent, TypedValue, Welcome, WorkerConfig,
 };
 pub use reason::serialize_failure;
 pub use task::{SCHEMAS, Task, TaskSchema, TaskSpec, schema_fingerprint};

@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 /// The protocol version this build speaks. Bumped on every change of a message layout.
-pub const PROTOCOL_VERSION: u32 = 5;
+pub const PROTOCOL_VERSION: u32 = 6;
 
 /// A message from the parent (the pool) to a child (a worker).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -175,13 +175,54 @@ pub enum Outcome<'a> {
     Part(#[serde(borrow, with = "serde_bytes")] &'a [u8]),
 }
 
-/// An error that happened in a child, as text: the type does not cross the process boundary.
+/// An error that happened in a child: its text, and the value itself when its type is a serde
+/// type.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct RemoteError {
     /// The error's `Display` text.
     pub message: String,
     /// The `Display` texts of its `source()` chain, outermost first.
     pub chain: Vec<String>,
+    /// The error value, encoded, for the parent to decode back into its type.
+    pub value: Option<TypedValue>,
+}
+
+/// A value encoded with the name of its type, so that the side decoding it can tell whether it
+/// asks for the same type.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TypedValue {
+    /// [`std::any::type_name`] of the value's type, in the process that encoded it (a worker
+    /// built from the same code as the parent: the handshake checks that).
+    pub type_name: String,
+    /// The value, postcard-encoded.
+    #[serde(with = "serde_bytes")]
+    pub bytes: Vec<u8>,
+}
+
+impl TypedValue {
+    /// Encodes `value`; `None` if its `Serialize` refuses.
+    ///
+    /// ```
+    /// let typed = polyloop_wire::TypedValue::encode(&7u32).unwrap();
+    /// assert_eq!(typed.decode::<u32>(128).unwrap(), Some(7));
+    /// assert_eq!(typed.decode::<u64>(128).unwrap(), None);
+    /// ```
+    pub fn encode<T: Serialize + ?Sized>(value: &T) -> Option<TypedValue> {
+        let bytes = postcard::to_allocvec(value).ok()?;
+        Some(TypedValue { type_name: std::any::type_name::<T>().to_owned(), bytes })
+    }
+
+    /// The value as a `T`: `Ok(None)` if it is of another type, an error if it is of this type
+    /// but does not decode (nested deeper than `max_nesting`, say).
+    pub fn decode<T: serde::de::DeserializeOwned>(
+        &self,
+        max_nesting: u32,
+    ) -> Result<Option<T>, crate::DecodeError> {
+        if self.type_name != std::any::type_name::<T>() {
+            return Ok(None);
+        }
+        crate::decode_value(&self.bytes, max_nesting).map(Some)
+    }
 }
 
 impl RemoteError {
@@ -199,12 +240,12 @@ impl RemoteError {
             chain.push(inner.to_string());
             source = inner.source();
         }
-        RemoteError { message: err.to_string(), chain }
+        RemoteError { message: err.to_string(), chain, value: None }
     }
 
     /// Captures something that only implements `Display`.
     pub fn from_display(err: &dyn std::fmt::Display) -> Self {
-        RemoteError { message: err.to_string(), chain: Vec::new() }
+        RemoteError { message: err.to_string(), chain: Vec::new(), value: None }
     }
 }
 

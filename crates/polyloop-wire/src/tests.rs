@@ -30,7 +30,11 @@ fn hello() -> ToParent<'static> {
 fn outcomes() -> Vec<Outcome<'static>> {
     vec![
         Outcome::Ok(b"\x2a"),
-        Outcome::Failed(RemoteError { message: "no".into(), chain: vec!["deeper".into()] }),
+        Outcome::Failed(RemoteError {
+            message: "no".into(),
+            chain: vec!["deeper".into()],
+            value: None,
+        }),
         Outcome::Panicked("boom".into()),
         Outcome::TimedOut,
         Outcome::Cancelled,
@@ -318,5 +322,5 @@ fn worked_examples_in_the_protocol_doc_are_what_the_encoder_writes() {
     ]
     .concat();
     assert_eq!(out, expected);
-    assert_eq!(PROTOCOL_VERSION, 5, "update the dumps and the version in docs/PROTOCOL.md");
+    assert_eq!(PROTOCOL_VERSION, 6, "update the dumps and the version in docs/PROTOCOL.md");
 }

@@ -25,7 +25,11 @@ fn frames(tasks: &[(u64, u32, Vec<u8>)], message: &str) -> Vec<Vec<u8>> {
     for (id, task, input) in tasks {
         task_batch.push(*id, *task, input);
         result_batch.push(*id, &Outcome::Ok(input));
-        let failed = RemoteError { message: message.to_owned(), chain: vec![message.to_owned()] };
+        let failed = RemoteError {
+            message: message.to_owned(),
+            chain: vec![message.to_owned()],
+            value: None,
+        };
         result_batch.push(id.wrapping_add(1), &Outcome::Failed(failed));
     }
     let mut task_frame = Vec::new();

@@ -105,7 +105,7 @@ mod tests {
 
     #[test]
     fn each_error_outcome_has_its_kind() {
-        let remote = RemoteError { message: "no such file".into(), chain: vec![] };
+        let remote = RemoteError { message: "no such file".into(), chain: vec![], value: None };
         let failed = error(Outcome::Failed(remote));
         assert!(failed.is_failed());
         assert_eq!(failed.message(), "no such file");
