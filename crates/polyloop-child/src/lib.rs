@@ -52,7 +52,7 @@ pub use process::{
     worker_hook,
 };
 pub use registry::{Failure, Registry, RunFn, RunningTask, TASKS, TaskEntry, TaskFuture};
-pub use worker::{WorkerError, serve};
+pub use worker::{WorkerError, serve, worker_index};
 
 /// What the expansions of `#[polyloop::task]` and `#[polyloop::main]` refer to, as
 /// `<crate>::__private::…` (`::polyloop` by default, `crate = "polyloop_child"` without the

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::ops::ControlFlow;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
@@ -156,6 +157,24 @@ fn hello(tasks: Vec<polyloop_wire::TaskInfo>, init_error: Option<RemoteError>) -
     Hello { protocol_version: PROTOCOL_VERSION, pid: std::process::id(), tasks, init_error }
 }
 
+/// The seat this process serves, `usize::MAX` before a Welcome.
+static WORKER_INDEX: AtomicUsize = AtomicUsize::new(usize::MAX);
+
+/// Which of its pool's workers this process is: from 0 to the pool's process count less one.
+/// A worker started in place of one that died or was recycled has the index of the one it
+/// replaces, so the index can shard work (a file per worker, a connection per worker). `None`
+/// outside a worker, e.g. when a task is run in the parent with `task::call`.
+///
+/// ```
+/// // In a task's body (`polyloop::worker_index` through the facade):
+/// let log = format!("part-{}.log", polyloop_child::worker_index().unwrap_or_default());
+/// # assert_eq!(log, "part-0.log");
+/// ```
+pub fn worker_index() -> Option<usize> {
+    let index = WORKER_INDEX.load(Ordering::Relaxed);
+    (index != usize::MAX).then_some(index)
+}
+
 /// The rest of [`serve`], once the Welcome is known (the process bootstrap reads it before it
 /// builds the runtime the Welcome asks for).
 pub(crate) async fn serve_welcomed<R, W>(
@@ -170,6 +189,7 @@ where
     W: AsyncWrite + Unpin + Send + 'static,
 {
     let config = &welcome.config;
+    WORKER_INDEX.store(config.worker_idx as usize, Ordering::Relaxed);
     let limits =
         Limits { max_frame_len: config.max_frame_len, max_batch_len: config.max_batch_len };
     frames.set_limits(limits);

@@ -148,6 +148,30 @@ async fn a_result_behind_an_alias_is_a_fallible_task_when_marked() {
     pool.close().await.unwrap();
 }
 
+/// Which worker ran it: its index and its pid.
+#[polyloop::task]
+async fn which_worker(_: u64) -> (Option<usize>, u32) {
+    (polyloop::worker_index(), std::process::id())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_knows_its_workers_index_and_a_replacement_keeps_it() {
+    let pool = Pool::builder().processes(2).max_tasks_per_child(10).build().await.unwrap();
+    assert_eq!(polyloop::worker_index(), None);
+    let seen: std::collections::BTreeMap<u32, usize> = pool
+        .map(which_worker, 0..200)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(index, pid)| (pid, index.expect("run in a worker")))
+        .collect();
+    // Workers were recycled every ten tasks: more pids than seats, each index still 0 or 1.
+    assert!(seen.len() > 2, "{seen:?}");
+    assert!(seen.values().all(|&index| index < 2), "{seen:?}");
+    assert!(seen.values().any(|&index| index == 0) && seen.values().any(|&index| index == 1));
+    pool.close().await.unwrap();
+}
+
 #[tokio::test]
 async fn build_refuses_settings_of_zero() {
     let builders = [
