@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Workload 1 of polyloop's benchmark suite, the no-op map, on the standard library's
-multiprocessing.Pool(2), the baseline polyloop's map throughput is judged against.
+"""Workloads 1 and 9 of polyloop's benchmark suite, the no-op map and a read-only dataset in
+shared memory, on the standard library's multiprocessing.Pool(2), the baseline polyloop's map
+throughput is judged against.
 
 `cargo xtask bench --compare-python` runs this script whenever `python3` runs; it needs nothing
 beyond the standard library. It writes JSON with the Rust suite's workload keys
@@ -14,9 +15,18 @@ Each map is `pool.map_async(noop, range(n), chunksize=c).get(limit)`, the same a
 the best chunksize's (the median of three maps at that chunksize), and "chunksize" says which one
 won. Fresh figures map once on a pool just built (only the map is timed) and close it; warm ones
 map on one pool that has mapped before.
+
+Workload 9 is polyloop's SharedBytes row done with multiprocessing.shared_memory: a SharedMemory
+of the suite's size holding the same bytes, which each worker attaches once, by name, in the
+pool's initializer (the best use of it: no task pays for the attach). Each of the tasks sums the
+little-endian u64 words of one 4 KiB page, spread evenly over the dataset as the Rust suite
+spreads them, and the sums are checked. Each map is timed on a new SharedMemory and a new pool,
+so every worker faults in the pages it reads, as polyloop's workers do; the figure is the best
+of chunksize 100 and 1,000, the median of three maps at each.
 """
 
 import multiprocessing
+import multiprocessing.shared_memory
 import platform
 import statistics
 import sys
@@ -25,20 +35,58 @@ import time
 import bench_report
 
 CHUNKSIZES = (1_000, 10_000)
+# Chunksizes of workload 9, whose 10,000 tasks a chunksize of 10,000 would give to one worker.
+SHARED_CHUNKSIZES = (100, 1_000)
+# The bytes each task of workload 9 reads, and the mask of its wrapping u64 sum.
+PAGE = 4096
+MASK = (1 << 64) - 1
 # Maps per chunksize, whose median is the chunksize's figure; fresh ones each on a pool of its own.
 REPEATS = 3
 
 
 def params_for(quick):
-    # The Rust suite's sizes of workload 1.
+    # The Rust suite's sizes of workloads 1 and 9.
     if quick:
-        return {"processes": 2, "noop_small": 10_000, "noop_large": 100_000, "workload_timeout_s": 60}
-    return {"processes": 2, "noop_small": 100_000, "noop_large": 1_000_000, "workload_timeout_s": 300}
+        return {"processes": 2, "noop_small": 10_000, "noop_large": 100_000,
+                "shared_bytes": 16 << 20, "shared_tasks": 1_000, "workload_timeout_s": 60}
+    return {"processes": 2, "noop_small": 100_000, "noop_large": 1_000_000,
+            "shared_bytes": 256 << 20, "shared_tasks": 10_000, "workload_timeout_s": 300}
 
 
 # At module level, so that a pool's children can find it under any start method.
 def noop(x):
     return x
+
+
+# Workload 9's dataset, attached once in each worker by `attach`.
+_shared = None
+
+
+def attach(name):
+    """The pool's initializer: attaches the dataset by name, once per worker."""
+    global _shared
+    try:
+        # Python 3.13+: the parent, which created it, alone tracks and unlinks it.
+        _shared = multiprocessing.shared_memory.SharedMemory(name=name, track=False)
+    except TypeError:
+        _shared = multiprocessing.shared_memory.SharedMemory(name=name)
+
+
+def page_sum(buf, page):
+    """The wrapping sum of the little-endian u64 words of page `page` of `buf`, as the Rust
+    suite's `measure::page_sum` computes it (the machines it runs on are little-endian)."""
+    with buf[page * PAGE:(page + 1) * PAGE] as view, view.cast("Q") as words:
+        return sum(words) & MASK
+
+
+def read_page(page):
+    return page_sum(_shared.buf, page)
+
+
+def dataset(size):
+    """The Rust suite's dataset: byte i is i % 251."""
+    pattern = bytes(range(251))
+    return (pattern * (size // len(pattern) + 1))[:size]
 
 
 def progress(message):
@@ -75,15 +123,17 @@ class Suite:
         pool.join()
         return rate
 
-    def record(self, key, n, rates):
-        """Keeps the best chunksize's median as the figure of `key`."""
-        medians = {c: statistics.median(r) for c, r in rates.items()}
-        best = max(medians, key=medians.get)
-        self.figures[key] = medians[best]
-        self.chunksize[key] = best
-        self.by_chunksize[key] = {str(c): rate for c, rate in medians.items()}
-        listed = ", ".join(f"chunksize {c}: {rate:.0f}" for c, rate in medians.items())
-        progress(f"{key}: {n} inputs, {listed} tasks/s; best {best}")
+    def record(self, key, n, figures, best=max, unit="tasks/s"):
+        """Keeps the best chunksize's median (the highest, or the lowest with `best=min`) as the
+        figure of `key`."""
+        medians = {c: statistics.median(f) for c, f in figures.items()}
+        winner = best(medians, key=medians.get)
+        self.figures[key] = medians[winner]
+        self.chunksize[key] = winner
+        self.by_chunksize[key] = {str(c): figure for c, figure in medians.items()}
+        digits = 0 if unit == "tasks/s" else 2
+        listed = ", ".join(f"chunksize {c}: {figure:.{digits}f}" for c, figure in medians.items())
+        progress(f"{key}: {n} inputs, {listed} {unit}; best {winner}")
 
     def guarded(self, keys, work):
         """Runs one workload; a failure marks its figures failed, and the others still run."""
@@ -118,11 +168,50 @@ class Suite:
         pool.close()
         pool.join()
 
+    def shared_map(self, data, pages, expected, chunksize):
+        """Milliseconds of one map of `read_page` over `pages`, on a new SharedMemory holding
+        `data` and a new pool whose workers attached it; neither is timed."""
+        shm = multiprocessing.shared_memory.SharedMemory(create=True, size=len(data))
+        try:
+            shm.buf[:len(data)] = data
+            pool = multiprocessing.Pool(self.params["processes"], initializer=attach,
+                                        initargs=(shm.name,))
+            try:
+                # The timed map is not the pool's first work; a worker attaches before its first
+                # task, so by now at least one has.
+                pool.map(noop, range(2 * self.params["processes"]), chunksize=1)
+                started = time.perf_counter()
+                out = pool.map_async(read_page, pages, chunksize=chunksize).get(
+                    self.params["workload_timeout_s"])
+                elapsed = time.perf_counter() - started
+            except BaseException:
+                pool.terminate()
+                raise
+            pool.close()
+            pool.join()
+        finally:
+            shm.close()
+            shm.unlink()
+        assert out == expected, "the shared_memory tasks returned wrong sums"
+        return elapsed * 1e3
+
+    def shared(self):
+        size, n = self.params["shared_bytes"], self.params["shared_tasks"]
+        data = dataset(size)
+        pages = [i * (size // PAGE) // n for i in range(n)]
+        with memoryview(data) as view:
+            expected = [page_sum(view, page) for page in pages]
+        times = {c: [self.shared_map(data, pages, expected, c) for _ in range(REPEATS)]
+                 for c in SHARED_CHUNKSIZES}
+        self.record("shared_bytes_ms", n, times, best=min, unit="ms")
+
     def run(self):
-        progress(f"[1/2] no-op map on fresh pools ({multiprocessing.get_start_method()} start)")
+        progress(f"[1/3] no-op map on fresh pools ({multiprocessing.get_start_method()} start)")
         self.guarded(["noop_map_small_fresh", "noop_map_large_fresh"], self.fresh)
-        progress("[2/2] no-op map on a warm pool")
+        progress("[2/3] no-op map on a warm pool")
         self.guarded(["noop_map_small", "noop_map_large"], self.warm)
+        progress("[3/3] a read-only dataset in multiprocessing.shared_memory, a page per task")
+        self.guarded(["shared_bytes_ms"], self.shared)
 
 
 def main():

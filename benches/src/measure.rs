@@ -1,4 +1,5 @@
-//! Measurement helpers: percentiles, rates, CPU-bound busy work, process memory, progress lines.
+//! Measurement helpers: percentiles, rates, CPU-bound busy work, the shared values' dataset and
+//! page sums, process memory and writes, progress lines.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -94,6 +95,45 @@ pub fn calibrate_spin(target: Duration) -> u64 {
     ((probe as f64) * target.as_secs_f64() / best.as_secs_f64().max(1e-9)) as u64
 }
 
+/// The bytes a task of the shared-values workload reads: one page.
+pub const PAGE: usize = 4096;
+
+/// The shared-values dataset of `len` bytes: byte `i` is `i % 251`, so pages differ.
+pub fn dataset(len: usize) -> Vec<u8> {
+    let pattern: Vec<u8> = (0..251u8).collect();
+    let mut data = Vec::with_capacity(len);
+    while data.len() < len {
+        let take = pattern.len().min(len - data.len());
+        data.extend_from_slice(&pattern[..take]);
+    }
+    data
+}
+
+/// The page the `task`th of `tasks` tasks reads of a dataset of `pages` pages: the tasks spread
+/// evenly over all of it, as `benches/python/mp_pool_suite.py` spreads them.
+pub fn spread_page(task: u64, tasks: u64, pages: usize) -> usize {
+    (u128::from(task) * pages as u128 / u128::from(tasks.max(1))) as usize
+}
+
+/// The wrapping sum of the little-endian `u64` words of page `page` of `data`, where a trailing
+/// partial word counts for nothing; 0 for a page past the end.
+pub fn page_sum(data: &[u8], page: usize) -> u64 {
+    let start = page.saturating_mul(PAGE).min(data.len());
+    let end = start.saturating_add(PAGE).min(data.len());
+    data[start..end]
+        .chunks_exact(8)
+        .map(|word| u64::from_le_bytes(word.try_into().unwrap_or_default()))
+        .fold(0, u64::wrapping_add)
+}
+
+/// The bytes this process has passed to `write` and `send` syscalls so far, on any descriptor
+/// and from any thread (`wchar` of `/proc/self/io`); `None` where there is no such file (not
+/// Linux, or a kernel without task IO accounting).
+pub fn bytes_written() -> Option<u64> {
+    let io = std::fs::read_to_string("/proc/self/io").ok()?;
+    io.lines().find_map(|line| line.strip_prefix("wchar:")?.trim().parse().ok())
+}
+
 /// Peak and current resident set size of a process, in MiB, from `/proc/<pid>/status`.
 #[derive(Debug, Clone, Copy)]
 pub struct Rss {
@@ -161,6 +201,33 @@ mod tests {
         assert!(Samples::default().quantile_us(0.5).is_nan());
         assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), 2.5);
+    }
+
+    #[test]
+    fn pages_are_summed_as_words_and_spread_over_the_dataset() {
+        let data = dataset(3 * PAGE);
+        assert_eq!(&data[249..253], [249, 250, 0, 1]);
+        // Page 1's words, from the pattern rather than from the data.
+        let words = (0..PAGE / 8).map(|w| {
+            let at = PAGE + w * 8;
+            u64::from_le_bytes(std::array::from_fn(|b| ((at + b) % 251) as u8))
+        });
+        let expected = words.fold(0, u64::wrapping_add);
+        assert_eq!(page_sum(&data, 1), expected);
+        assert_eq!(page_sum(&data, 3), 0);
+        assert_eq!(page_sum(&[1, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 9], 0), 3);
+        assert_eq!((0..4).map(|t| spread_page(t, 4, 10)).collect::<Vec<_>>(), [0, 2, 5, 7]);
+    }
+
+    #[test]
+    fn counts_its_own_writes() {
+        if cfg!(target_os = "linux") {
+            let path = std::env::temp_dir().join(format!("polyloop-wchar-{}", std::process::id()));
+            let before = bytes_written().expect("own /proc io");
+            std::fs::write(&path, [0; 1000]).unwrap();
+            assert!(bytes_written().unwrap() >= before + 1000);
+            std::fs::remove_file(path).unwrap();
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@
 use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::measure::{self, Samples};
@@ -118,6 +119,45 @@ pub async fn results(n: u64, bytes: usize) -> f64 {
         total += join(handle).await.len() as u64;
     }
     measure::mib_per_second(total, started.elapsed())
+}
+
+/// `pages.len()` tasks that each sum one page of `data`, collected in order; milliseconds, and
+/// the sums.
+pub async fn page_sums(data: Arc<[u8]>, pages: Vec<usize>) -> (f64, Vec<u64>) {
+    let started = Instant::now();
+    let handles: Vec<_> = pages
+        .into_iter()
+        .map(|page| {
+            let data = Arc::clone(&data);
+            tokio::spawn(async move { measure::page_sum(&data, page) })
+        })
+        .collect();
+    let mut sums = Vec::with_capacity(handles.len());
+    for handle in handles {
+        sums.push(join(handle).await);
+    }
+    (started.elapsed().as_secs_f64() * 1e3, sums)
+}
+
+/// `tasks` tasks that each add one to a counter `adds` times; milliseconds, and where the
+/// counter ended.
+pub async fn count_up(tasks: u64, adds: u64) -> (f64, u64) {
+    let counter = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let handles: Vec<_> = (0..tasks)
+        .map(|_| {
+            let counter = Arc::clone(&counter);
+            tokio::spawn(async move {
+                for _ in 0..adds {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    for handle in handles {
+        join(handle).await;
+    }
+    (started.elapsed().as_secs_f64() * 1e3, counter.load(Ordering::Relaxed))
 }
 
 /// Milliseconds to build a runtime of `workers` threads and to shut it down: what "starting a

@@ -18,8 +18,9 @@ commands:
       run the end-to-end benchmark suite in release mode and print one table; writes
       target/bench/results.json, target/bench/results.md and target/bench/sweep.svg
       --quick           short run that proves the harness works (CI); not for judging speed
-      --compare-python  also run the no-op maps on Python's multiprocessing.Pool and the same
-                        workloads on aiomultiprocess, if installed
+      --compare-python  also run the no-op maps and the shared-memory reads on Python's
+                        multiprocessing.Pool and the same workloads 1-7 on aiomultiprocess, if
+                        installed
   it [ARGS...]
       the integration runs: the tests that start real worker processes (the facade's, the
       misbehaving-peer, fault and parent-death tests, and the crawler's), ARGS passed to cargo test

@@ -156,6 +156,14 @@ pub struct Params {
     pub result_bytes: usize,
     /// Pools built and closed to time start-up (workload 6).
     pub startup_runs: usize,
+    /// Bytes of the read-only `SharedBytes` dataset, a whole number of 4 KiB pages (workload 9).
+    pub shared_bytes: usize,
+    /// Tasks that each read one page of it, spread evenly over the dataset (workload 9).
+    pub shared_tasks: u64,
+    /// Tasks that add to the `SharedAtomics` counter (workload 10).
+    pub atomics_tasks: u64,
+    /// `fetch_add`s of one each of them does (workload 10).
+    pub atomics_adds: u64,
     /// Inputs mapped at each point of the sweep.
     pub sweep_n: u64,
     /// The pool shapes of the sweep.
@@ -188,6 +196,10 @@ impl Params {
                 result_tasks: 20,
                 result_bytes: 1 << 20,
                 startup_runs: 3,
+                shared_bytes: 16 << 20,
+                shared_tasks: 1_000,
+                atomics_tasks: 1_000,
+                atomics_adds: 100,
                 sweep_n: 5_000,
                 sweep_series: vec![SweepSeries::new(2, false)],
                 sweep_concurrency: vec![1, 16, 256],
@@ -212,6 +224,10 @@ impl Params {
                 result_tasks: 200,
                 result_bytes: 1 << 20,
                 startup_runs: 10,
+                shared_bytes: 256 << 20,
+                shared_tasks: 10_000,
+                atomics_tasks: 10_000,
+                atomics_adds: 100,
                 sweep_n: 100_000,
                 sweep_series: vec![
                     SweepSeries::new(1, false),

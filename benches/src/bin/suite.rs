@@ -1,4 +1,4 @@
-//! The end-to-end benchmark suite that `cargo xtask bench` runs: its eight workloads through
+//! The end-to-end benchmark suite that `cargo xtask bench` runs: its ten workloads through
 //! polyloop's facade, beside the same work done by tokio tasks in one process and the raw limits of
 //! the machine, written as one JSON document.
 //!
@@ -43,6 +43,88 @@ async fn blob(seed: u64, bytes: u64) -> ByteBuf {
     ByteBuf::from(vec![seed as u8; bytes as usize])
 }
 
+/// Sums page `page` of `data` (workload 9): one page of memory every worker maps.
+#[cfg(target_os = "linux")]
+#[polyloop::task]
+async fn read_page(data: polyloop::SharedBytes, page: u64) -> u64 {
+    measure::page_sum(&data, page as usize)
+}
+
+/// The dataset a worker of workload 9's reference got once, from the pool's initializer.
+#[cfg(target_os = "linux")]
+static KEPT: std::sync::OnceLock<polyloop::SharedBytes> = std::sync::OnceLock::new();
+
+/// Workload 9's initializer: keeps the dataset for [`read_kept`].
+#[cfg(target_os = "linux")]
+#[polyloop::task]
+async fn keep(data: polyloop::SharedBytes) {
+    let _ = KEPT.set(data);
+}
+
+/// Workload 9's reference: [`read_page`]'s sum, of the dataset the worker kept, for a 16-byte
+/// input (the page, then a salt added to the sum so that all 16 bytes matter).
+#[cfg(target_os = "linux")]
+#[polyloop::task]
+async fn read_kept(input: [u8; 16]) -> u64 {
+    let [page, salt] = page_and_salt(input);
+    let sum = KEPT.get().map_or(0, |data| measure::page_sum(data, page as usize));
+    sum.wrapping_add(salt)
+}
+
+/// The two little-endian `u64`s of a 16-byte input.
+#[cfg(target_os = "linux")]
+fn page_and_salt(input: [u8; 16]) -> [u64; 2] {
+    let (page, salt) = input.split_at(8);
+    [page, salt].map(|half| u64::from_le_bytes(half.try_into().unwrap_or_default()))
+}
+
+/// Adds one to `counter[0]` `adds` times, one atomic add each (workload 10).
+#[cfg(target_os = "linux")]
+#[polyloop::task]
+async fn count_up(counter: polyloop::SharedAtomics, adds: u64) {
+    for _ in 0..adds {
+        counter[0].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Counting what the process hands to `send(2)`, which `/proc/self/io` does not: its `wchar`
+/// counts the `write` family only, and polyloop's sockets (`polyloop-socket`) write with `send`.
+///
+/// The suite defines the C symbol `send` itself, so every call to libc's `send` in this binary
+/// (polyloop's and std's alike) comes here, counts its bytes and makes the same syscall. Only this
+/// binary does so: the library and the other benches call libc's own.
+#[cfg(target_os = "linux")]
+mod sent {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    static SENT: AtomicU64 = AtomicU64::new(0);
+
+    /// Bytes handed to `send(2)` by this process so far, from any thread.
+    pub(crate) fn bytes() -> u64 {
+        SENT.load(Ordering::Relaxed)
+    }
+
+    /// `send(2)`, as libc defines it: `sendto` without an address.
+    ///
+    /// # Safety
+    /// As for libc's `send`: `buf` is readable for `len` bytes.
+    #[unsafe(no_mangle)]
+    pub(crate) unsafe extern "C" fn send(
+        fd: libc::c_int,
+        buf: *const libc::c_void,
+        len: libc::size_t,
+        flags: libc::c_int,
+    ) -> libc::ssize_t {
+        let none = std::ptr::null::<libc::sockaddr>();
+        // SAFETY: the caller's promise about `buf`; sendto with no address is send.
+        let n = unsafe { libc::syscall(libc::SYS_sendto, fd, buf, len, flags, none, 0) };
+        if n > 0 {
+            SENT.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        n as libc::ssize_t
+    }
+}
+
 /// The command line.
 #[derive(Debug)]
 struct Args {
@@ -69,7 +151,7 @@ impl Args {
     }
 }
 
-const STEPS: usize = 9;
+const STEPS: usize = 11;
 
 /// One run of the suite: its sizes, the report it fills in, and its progress lines.
 #[derive(Debug)]
@@ -371,6 +453,25 @@ mod pool {
         if let Ok(rate) = reference::isolated(workers, move || reference::noop_map(n)).await {
             run.report.sweep_reference(rate);
         }
+
+        run.progress
+            .step("9. a read-only SharedBytes dataset read by many tasks, and 16-byte inputs");
+        #[cfg(target_os = "linux")]
+        {
+            let outcome = limited(limit, shared::bytes(run)).await;
+            run.check(&shared::BYTES_KEYS, outcome);
+        }
+        #[cfg(not(target_os = "linux"))]
+        run.progress.note("n/a on this OS: shared values need Linux");
+
+        run.progress.step("10. a SharedAtomics counter incremented by tasks in every worker");
+        #[cfg(target_os = "linux")]
+        {
+            let outcome = limited(limit, shared::atomics(run)).await;
+            run.check(&["shared_atomics_ms"], outcome);
+        }
+        #[cfg(not(target_os = "linux"))]
+        run.progress.note("n/a on this OS: shared values need Linux");
     }
 
     async fn noop_map(pool: &Pool, n: u64) -> anyhow::Result<f64> {
@@ -645,5 +746,175 @@ mod pool {
             }
         }
         Ok(())
+    }
+
+    /// Workloads 9 and 10: the shared values, which need Linux (`memfd_create` and `/proc`).
+    #[cfg(target_os = "linux")]
+    mod shared {
+        use std::sync::Arc;
+        use std::sync::atomic::Ordering;
+
+        use polyloop::{SharedAtomics, SharedBytes};
+
+        use super::*;
+
+        /// Maps of each kind, whose median is reported; each SharedBytes map gets a new value,
+        /// so every one of them maps it and faults its pages in, as a first use does.
+        const ROUNDS: usize = 3;
+
+        /// The figures workload 9 reports.
+        pub(super) const BYTES_KEYS: [&str; 4] =
+            ["shared_bytes_ms", "shared_kept_ms", "shared_bytes_written", "shared_bytes_create_ms"];
+
+        fn millis(elapsed: Duration) -> f64 {
+            elapsed.as_secs_f64() * 1e3
+        }
+
+        /// The reference's input for a task reading `page`: 16 bytes, the page and a salt.
+        fn kept_input(page: usize) -> [u8; 16] {
+            let page = page as u64;
+            let mut input = [0; 16];
+            input[..8].copy_from_slice(&page.to_le_bytes());
+            input[8..].copy_from_slice(&page.wrapping_mul(0x9E37_79B9_7F4A_7C15).to_le_bytes());
+            input
+        }
+
+        /// The bytes the parent passed to `write` and `send` syscalls while `work` ran,
+        /// beside its output.
+        async fn counting_writes<T>(
+            work: impl Future<Output = anyhow::Result<T>>,
+        ) -> anyhow::Result<(T, u64)> {
+            let written = || {
+                let wchar = measure::bytes_written().context("/proc/self/io has no wchar")?;
+                anyhow::Ok(wchar + crate::sent::bytes())
+            };
+            let before = written()?;
+            let out = work.await?;
+            Ok((out, written()?.saturating_sub(before)))
+        }
+
+        /// Workload 9: one read-only dataset passed to every task of a map, each task summing
+        /// one page of it, beside the reference: the same tasks on the same pool with a 16-byte
+        /// input, reading a second copy of the dataset that each worker got once, from the
+        /// pool's initializer (as Python's `shared_memory` is best used). Both are new values
+        /// no worker has read, so both maps fault in the pages they read; the difference is
+        /// what passing the value in every task's input costs. Each round has a new pool and
+        /// values; creating a value is timed on its own. The bytes written are the most of any
+        /// round, counted by [`counting_writes`].
+        pub(super) async fn bytes(run: &mut Run) -> anyhow::Result<()> {
+            let params = &run.params;
+            let (len, n) = (params.shared_bytes, params.shared_tasks);
+            let dataset: Arc<[u8]> = measure::dataset(len).into();
+            let pages: Vec<usize> =
+                (0..n).map(|i| measure::spread_page(i, n, len / measure::PAGE)).collect();
+            let expected: Vec<u64> =
+                pages.iter().map(|&p| measure::page_sum(&dataset, p)).collect();
+            let kept: Vec<[u8; 16]> = pages.iter().map(|&p| kept_input(p)).collect();
+            let kept_expected: Vec<u64> = expected
+                .iter()
+                .zip(&kept)
+                .map(|(sum, input)| sum.wrapping_add(page_and_salt(*input)[1]))
+                .collect();
+
+            let (mut shared_ms, mut kept_ms, mut create_ms) = (Vec::new(), Vec::new(), Vec::new());
+            let (mut shared_written, mut kept_written) = (0, 0);
+            for _ in 0..ROUNDS {
+                let started = Instant::now();
+                let data = SharedBytes::copy_from_slice(&dataset)?;
+                create_ms.push(millis(started.elapsed()));
+                anyhow::ensure!(data.is_shared(), "the SharedBytes lives on the heap, not shared");
+                let once = SharedBytes::copy_from_slice(&dataset)?;
+                let pool = builder(params).initializer(keep, once.clone()).build().await?;
+                // Neither timed map is the pool's first work.
+                let _: Vec<u64> = pool.map(noop, 0..1000).await?;
+
+                let inputs = pages.iter().map(|&page| (data.clone(), page as u64));
+                let started = Instant::now();
+                let (out, written) = counting_writes(async {
+                    let out: Vec<u64> = pool.map(read_page, inputs).await?;
+                    Ok(out)
+                })
+                .await?;
+                shared_ms.push(millis(started.elapsed()));
+                anyhow::ensure!(out == expected, "the SharedBytes tasks returned wrong sums");
+                shared_written = shared_written.max(written);
+
+                let started = Instant::now();
+                let (out, written) = counting_writes(async {
+                    let out: Vec<u64> = pool.map(read_kept, kept.iter().copied()).await?;
+                    Ok(out)
+                })
+                .await?;
+                kept_ms.push(millis(started.elapsed()));
+                anyhow::ensure!(out == kept_expected, "the 16-byte tasks returned wrong sums");
+                kept_written = kept_written.max(written);
+                pool.close().await?;
+            }
+
+            let (shared, kept) = (measure::median(shared_ms), measure::median(kept_ms));
+            let create = measure::median(create_ms);
+            run.report.polyloop("shared_kept_ms", kept);
+            run.report.polyloop("shared_bytes_written", shared_written as f64);
+            run.report.polyloop("shared_kept_written", kept_written as f64);
+            run.report.polyloop("shared_bytes_create_ms", create);
+            run.polyloop(
+                "shared_bytes_ms",
+                shared,
+                &format!(
+                    "polyloop: {} MiB SharedBytes to {n} tasks {shared:.2} ms, 16-byte inputs \
+                     {kept:.2} ms ({:.2}x); parent wrote {shared_written} and {kept_written} \
+                     bytes; creating the value {create:.1} ms",
+                    len >> 20,
+                    shared / kept
+                ),
+            );
+
+            let workers = run.params.processes;
+            if let Ok((ms, sums)) =
+                reference::isolated(workers, move || reference::page_sums(dataset, pages)).await
+                && sums == expected
+            {
+                run.report.reference("shared_bytes_ms", ms);
+            }
+            Ok(())
+        }
+
+        /// Workload 10: tasks in every worker add to one counter in place. The counter must end
+        /// at exactly the number of adds; if it does not, the workload fails.
+        pub(super) async fn atomics(run: &mut Run) -> anyhow::Result<()> {
+            let (tasks, adds) = (run.params.atomics_tasks, run.params.atomics_adds);
+            let expected = tasks * adds;
+            let pool = builder(&run.params).build().await?;
+            let warm = SharedAtomics::new(1)?;
+            let _: Vec<()> = pool.map(count_up, (0..1000).map(|_| (warm.clone(), 1))).await?;
+            let mut times = Vec::with_capacity(ROUNDS);
+            for _ in 0..ROUNDS {
+                let counter = SharedAtomics::new(1)?;
+                let inputs = (0..tasks).map(|_| (counter.clone(), adds));
+                let started = Instant::now();
+                let _: Vec<()> = pool.map(count_up, inputs).await?;
+                times.push(millis(started.elapsed()));
+                let ended = counter[0].load(Ordering::SeqCst);
+                run.report.polyloop("shared_atomics_count", ended as f64);
+                anyhow::ensure!(ended == expected, "the counter ended at {ended}, not {expected}");
+            }
+            pool.close().await?;
+            let time = measure::median(times);
+            run.polyloop(
+                "shared_atomics_ms",
+                time,
+                &format!(
+                    "polyloop: {tasks} tasks x {adds} fetch_add: {time:.2} ms, ended at {expected}"
+                ),
+            );
+            let workers = run.params.processes;
+            if let Ok((ms, ended)) =
+                reference::isolated(workers, move || reference::count_up(tasks, adds)).await
+                && ended == expected
+            {
+                run.report.reference("shared_atomics_ms", ms);
+            }
+            Ok(())
+        }
     }
 }

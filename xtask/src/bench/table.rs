@@ -24,6 +24,8 @@ enum Unit {
     Speedup,
     MibPerSec,
     Mib,
+    /// A count of bytes, printed in B, KiB or MiB.
+    Bytes,
 }
 
 impl Unit {
@@ -41,6 +43,7 @@ impl Unit {
             Unit::Speedup => "x",
             Unit::MibPerSec => "MiB/s",
             Unit::Mib => "MiB",
+            Unit::Bytes => "bytes",
         }
     }
 
@@ -61,9 +64,15 @@ impl Unit {
             Unit::MibPerSec if value >= 1024.0 => format!("{:.2} GiB/s", value / 1024.0),
             Unit::MibPerSec => format!("{value:.0} MiB/s"),
             Unit::Mib => format!("{value:.2} MiB"),
+            Unit::Bytes if value >= MIB => format!("{:.2} MiB", value / MIB),
+            Unit::Bytes if value >= 1024.0 => format!("{:.1} KiB", value / 1024.0),
+            Unit::Bytes => format!("{value:.0} B"),
         }
     }
 }
+
+/// Bytes in a MiB.
+const MIB: f64 = 1024.0 * 1024.0;
 
 /// A performance target.
 #[derive(Debug, Clone, Copy)]
@@ -81,6 +90,18 @@ enum Target {
     /// At least `factor` times multiprocessing.Pool's figure for the same workload, measured in
     /// the same run (`--compare-python`).
     AtLeastTimesMpPool(f64),
+    /// At most `factor` times polyloop's figure `key` (what `name` says it is) of the same run.
+    AtMostTimesPolyloop {
+        factor: f64,
+        key: &'static str,
+        name: &'static str,
+    },
+    /// The count polyloop reported under `key` is exactly `expected` of the run's sizes: a
+    /// correctness target, judged whatever the row's own figure.
+    EndsAtExactly {
+        key: &'static str,
+        expected: fn(&Params) -> u64,
+    },
 }
 
 /// One row of the table.
@@ -95,6 +116,8 @@ struct RowSpec {
     raw_keys: &'static [&'static str],
     /// Whether `benches/python/mp_pool_suite.py` runs the workload on multiprocessing.Pool too.
     mp_pool: bool,
+    /// Whether `benches/python/aiomp_suite.py` runs the workload on aiomultiprocess too.
+    aiomp: bool,
 }
 
 /// A row of workload 1, judged against multiprocessing.Pool's map of the same inputs.
@@ -106,6 +129,7 @@ const fn noop_map_row(key: &'static str, label: fn(&Params) -> String) -> RowSpe
         target: Target::AtLeastTimesMpPool(2.0),
         raw_keys: &[],
         mp_pool: true,
+        aiomp: true,
     }
 }
 
@@ -122,6 +146,7 @@ const fn apply_row(
         target: Target::AtMostTimesFastestRaw { factor: 1.2, names: &["pinned", "unpinned"] },
         raw_keys,
         mp_pool: false,
+        aiomp: true,
     }
 }
 
@@ -162,6 +187,7 @@ const ROWS: &[RowSpec] = &[
         target: Target::None,
         raw_keys: &["sleep_ideal_s"],
         mp_pool: false,
+        aiomp: true,
     },
     RowSpec {
         key: "sleep_vs_ideal",
@@ -170,6 +196,7 @@ const ROWS: &[RowSpec] = &[
         target: Target::AtMost(1.02),
         raw_keys: &[],
         mp_pool: false,
+        aiomp: true,
     },
     RowSpec {
         key: "sleep_many_s",
@@ -185,6 +212,7 @@ const ROWS: &[RowSpec] = &[
         target: Target::Below(1.0),
         raw_keys: &["sleep_many_ideal_s"],
         mp_pool: false,
+        aiomp: true,
     },
     RowSpec {
         key: "cpu_small_speedup",
@@ -199,6 +227,7 @@ const ROWS: &[RowSpec] = &[
         target: Target::AtLeast(1.9),
         raw_keys: &["cpu_ideal_speedup"],
         mp_pool: false,
+        aiomp: true,
     },
     RowSpec {
         key: "cpu_large_speedup",
@@ -213,6 +242,7 @@ const ROWS: &[RowSpec] = &[
         target: Target::None,
         raw_keys: &["cpu_ideal_speedup"],
         mp_pool: false,
+        aiomp: true,
     },
     RowSpec {
         key: "result_1mib_mib_s",
@@ -226,6 +256,7 @@ const ROWS: &[RowSpec] = &[
         target: Target::AtLeast(5.0 * 1024.0),
         raw_keys: &["socketpair_bw_default_mib_s", "socketpair_bw_4mib_mib_s"],
         mp_pool: false,
+        aiomp: true,
     },
     RowSpec {
         key: "ready_ms",
@@ -239,6 +270,7 @@ const ROWS: &[RowSpec] = &[
         target: Target::AtMost(5.0),
         raw_keys: &["reexec_first_byte_ms"],
         mp_pool: false,
+        aiomp: true,
     },
     RowSpec {
         key: "close_ms",
@@ -247,6 +279,7 @@ const ROWS: &[RowSpec] = &[
         target: Target::None,
         raw_keys: &[],
         mp_pool: false,
+        aiomp: true,
     },
     RowSpec {
         key: "worker_rss_mib",
@@ -255,8 +288,65 @@ const ROWS: &[RowSpec] = &[
         target: Target::AtMost(4.0),
         raw_keys: &["peer_rss_mib"],
         mp_pool: false,
+        aiomp: true,
     },
+    RowSpec {
+        key: "shared_bytes_ms",
+        label: |p| {
+            format!(
+                "9. {} SharedBytes to {} tasks, each sums a 4 KiB page",
+                mib(p.shared_bytes),
+                grouped(p.shared_tasks)
+            )
+        },
+        unit: Unit::Millis,
+        target: Target::AtMostTimesPolyloop {
+            factor: 1.2,
+            key: "shared_kept_ms",
+            name: "16 B inputs",
+        },
+        raw_keys: &[],
+        mp_pool: true,
+        aiomp: false,
+    },
+    shared_row("shared_kept_ms", Unit::Millis, Target::None, |p| {
+        format!(
+            "9. the same {} tasks, a 16-byte input, the dataset from the initializer",
+            grouped(p.shared_tasks)
+        )
+    }),
+    shared_row("shared_bytes_written", Unit::Bytes, Target::Below(2.0 * MIB), |_| {
+        "9. bytes the parent wrote (write + send) during that map".to_owned()
+    }),
+    shared_row("shared_bytes_create_ms", Unit::Millis, Target::None, |p| {
+        format!("9. creating the {} SharedBytes (not in its map's time)", mib(p.shared_bytes))
+    }),
+    shared_row(
+        "shared_atomics_ms",
+        Unit::Millis,
+        Target::EndsAtExactly {
+            key: "shared_atomics_count",
+            expected: |p| p.atomics_tasks * p.atomics_adds,
+        },
+        |p| {
+            format!(
+                "10. SharedAtomics counter: {} tasks x {} fetch_add",
+                grouped(p.atomics_tasks),
+                grouped(p.atomics_adds)
+            )
+        },
+    ),
 ];
+
+/// A row of workloads 9 and 10 (the shared values, Linux only) that only polyloop runs.
+const fn shared_row(
+    key: &'static str,
+    unit: Unit,
+    target: Target,
+    label: fn(&Params) -> String,
+) -> RowSpec {
+    RowSpec { key, label, unit, target, raw_keys: &[], mp_pool: false, aiomp: false }
+}
 
 /// The merged figures of one run.
 #[derive(Debug)]
@@ -336,10 +426,10 @@ impl<'a> Report<'a> {
                 let mp_pool = python
                     .and_then(|p| p.mp_pool.report())
                     .and_then(|doc| doc.figures.get(spec.key));
-                let (target_text, met) = judge(spec, polyloop, &suite.raw, mp_pool);
+                let (target_text, met) = judge(spec, polyloop, suite, mp_pool);
                 let python = python.map_or_else(Vec::new, |p| {
                     vec![
-                        PythonCell::new(spec, &p.aiomultiprocess, true, polyloop),
+                        PythonCell::new(spec, &p.aiomultiprocess, spec.aiomp, polyloop),
                         PythonCell::new(spec, &p.mp_pool, spec.mp_pool, polyloop),
                     ]
                 });
@@ -528,7 +618,16 @@ impl<'a> Report<'a> {
              workload. The round trip is taken pinned across two cores and unpinned, in blocks \
              interleaved with `apply`'s; the target compares with the smaller.\n\
              - **met**: the project's target for the figure. Ratios are taken within this \
-             one run.\n",
+             one run.\n\
+             - **9 and 10, shared values** (Linux only): row 9's time is the median of 3 \
+             rounds, each on a new pool with new values, so every worker maps the value and \
+             faults in the pages it reads. Its reference, on the same pool, is the same tasks \
+             with a 16-byte input, reading a second copy of the dataset that each worker got \
+             once from the pool's initializer. *Bytes written* is the most any of the 3 maps \
+             made the parent pass to `write` and `send` syscalls, on any descriptor (its \
+             sockets, tokio's wake-ups): `wchar` of `/proc/self/io`, which counts the `write` \
+             family only, plus the suite's own count of `send(2)`, which polyloop's sockets \
+             use. Row 10's counter must end at exactly tasks x adds in each of its 3 maps.\n",
         );
         if let Some(python) = self.python {
             if let Some(doc) = python.aiomultiprocess.report() {
@@ -548,7 +647,10 @@ impl<'a> Report<'a> {
                      `pool.map(f, range(n), chunksize=c)` for the no-op map, the better of \
                      chunksize 1,000 and 10,000 (the winner in brackets; \
                      `benches/python/mp_pool_suite.py`); *polyloop vs mp.Pool* is how many times \
-                     faster polyloop is, and its target is 2x.",
+                     faster polyloop is, and its target is 2x. Row 9 on Python is a \
+                     `multiprocessing.shared_memory.SharedMemory` of the same size, attached once \
+                     per worker by the pool's initializer, each task summing the same page, the \
+                     better of chunksize 100 and 1,000.",
                     doc.python,
                 );
             }
@@ -666,15 +768,16 @@ impl Serialize for RawFigures<'_> {
     }
 }
 
-/// The target's text and whether the figure meets it, against the raw figures of the run and
+/// The target's text and whether the figure meets it, against the other figures of the run and
 /// multiprocessing.Pool's figure for the row, where it was measured.
 fn judge(
     spec: &RowSpec,
     value: Option<f64>,
-    raw: &Figures,
+    suite: &SuiteReport,
     mp_pool: Option<f64>,
 ) -> (String, Option<bool>) {
     let unit = spec.unit;
+    let raw = &suite.raw;
     let at_least = f64::ge as fn(&f64, &f64) -> bool;
     let at_most = f64::le as fn(&f64, &f64) -> bool;
     let (text, limit) = match spec.target {
@@ -709,12 +812,35 @@ fn judge(
             }
             None => (format!(">= {factor}x mp.Pool"), None),
         },
+        Target::AtMostTimesPolyloop { factor, key, name } => match suite.polyloop.get(key) {
+            Some(reference) => {
+                let limit = factor * reference;
+                (format!("<= {factor}x {name} = {}", unit.format(limit)), Some((limit, at_most)))
+            }
+            None => (format!("<= {factor}x {name}"), None),
+        },
+        Target::EndsAtExactly { key, expected } => {
+            let expected = expected(&suite.params.sizes);
+            let text = format!("ends at exactly {}", grouped(expected));
+            // Exact: a count below 2^53 is an integer in an f64.
+            let ended = suite.polyloop.get(key);
+            return (text, ended.map(|ended| ended == expected as f64));
+        }
     };
     let met = match (value, limit) {
         (Some(v), Some((limit, cmp))) => Some(cmp(&v, &limit)),
         _ => None,
     };
     (text, met)
+}
+
+/// `bytes` as whole MiB, or KiB below one.
+fn mib(bytes: usize) -> String {
+    if bytes >= 1 << 20 {
+        format!("{} MiB", grouped(bytes as u64 >> 20))
+    } else {
+        format!("{} KiB", grouped(bytes as u64 >> 10))
+    }
 }
 
 /// `n` with thousands separators.
@@ -755,13 +881,20 @@ mod tests {
         let suite = read("benches/src/bin/suite.rs");
         let aiomp = read("benches/python/aiomp_suite.py");
         let mp_pool = read("benches/python/mp_pool_suite.py");
+        let reports = |text: &str, key: &str| text.contains(&format!("\"{key}\""));
         for row in ROWS {
             let quoted = format!("\"{}\"", row.key);
             assert!(suite.contains(&quoted), "suite.rs never reports {quoted}");
-            assert!(aiomp.contains(&quoted), "aiomp_suite.py never reports {quoted}");
+            assert_eq!(aiomp.contains(&quoted), row.aiomp, "aiomp_suite.py and {quoted}");
             assert_eq!(mp_pool.contains(&quoted), row.mp_pool, "mp_pool_suite.py and {quoted}");
+            match row.target {
+                Target::AtMostTimesPolyloop { key, .. } | Target::EndsAtExactly { key, .. } => {
+                    assert!(reports(&suite, key), "{}: suite.rs never reports {key}", row.key);
+                }
+                _ => {}
+            }
             for raw in row.raw_keys {
-                assert!(suite.contains(&format!("\"{raw}\"")), "suite.rs never reports {raw}");
+                assert!(reports(&suite, raw), "suite.rs never reports {raw}");
             }
             if let Target::AtMostTimesFastestRaw { names, .. } = row.target {
                 assert_eq!(names.len(), row.raw_keys.len(), "{}: a name per raw key", row.key);
@@ -783,29 +916,75 @@ mod tests {
         assert_eq!(grouped(0u32), "0");
     }
 
+    fn row(key: &str) -> &'static RowSpec {
+        ROWS.iter().find(|r| r.key == key).unwrap()
+    }
+
     #[test]
     fn judges_targets_against_the_fastest_raw_figure_and_mp_pool() {
-        let mut raw = Figures::default();
-        raw.insert("socketpair_rtt_pinned_p50_us", 50.0);
-        let spec = ROWS.iter().find(|r| r.key == "apply_p50_us").unwrap();
-        assert_eq!(judge(spec, Some(59.0), &raw, None).1, Some(true));
-        assert_eq!(judge(spec, Some(61.0), &raw, None).1, Some(false));
-        assert_eq!(judge(spec, Some(61.0), &Figures::default(), None).1, None);
+        let mut suite = SuiteReport::new(Params::new(false));
+        suite.raw.insert("socketpair_rtt_pinned_p50_us", 50.0);
+        let spec = row("apply_p50_us");
+        assert_eq!(judge(spec, Some(59.0), &suite, None).1, Some(true));
+        assert_eq!(judge(spec, Some(61.0), &suite, None).1, Some(false));
+        let unmeasured = SuiteReport::new(Params::new(false));
+        assert_eq!(judge(spec, Some(61.0), &unmeasured, None).1, None);
         // The unpinned echo is faster here, so it sets the limit.
-        raw.insert("socketpair_rtt_unpinned_p50_us", 40.0);
+        suite.raw.insert("socketpair_rtt_unpinned_p50_us", 40.0);
         assert_eq!(
-            judge(spec, Some(49.0), &raw, None),
+            judge(spec, Some(49.0), &suite, None),
             ("<= 1.2x unpinned = 48.0 µs".to_owned(), Some(false))
         );
-        let rss = ROWS.iter().find(|r| r.key == "worker_rss_mib").unwrap();
-        assert_eq!(judge(rss, Some(3.5), &raw, None), ("<= 4.00 MiB".to_owned(), Some(true)));
-        let map = ROWS.iter().find(|r| r.key == "noop_map_large_fresh").unwrap();
-        assert_eq!(judge(map, Some(9e6), &raw, None), (">= 2x mp.Pool".to_owned(), None));
+        let rss = row("worker_rss_mib");
+        assert_eq!(judge(rss, Some(3.5), &suite, None), ("<= 4.00 MiB".to_owned(), Some(true)));
+        let map = row("noop_map_large_fresh");
+        assert_eq!(judge(map, Some(9e6), &suite, None), (">= 2x mp.Pool".to_owned(), None));
         assert_eq!(
-            judge(map, Some(9e6), &raw, Some(5e6)),
+            judge(map, Some(9e6), &suite, Some(5e6)),
             (">= 2x mp.Pool = 10.00 M/s".to_owned(), Some(false))
         );
-        assert_eq!(judge(map, Some(1.1e7), &raw, Some(5e6)).1, Some(true));
+        assert_eq!(judge(map, Some(1.1e7), &suite, Some(5e6)).1, Some(true));
+    }
+
+    #[test]
+    fn judges_the_shared_values_against_their_own_run() {
+        let mut suite = SuiteReport::new(Params::new(false));
+        let bytes = row("shared_bytes_ms");
+        assert_eq!(
+            judge(bytes, Some(10.0), &suite, None),
+            ("<= 1.2x 16 B inputs".to_owned(), None)
+        );
+        suite.polyloop.insert("shared_kept_ms", 10.0);
+        assert_eq!(
+            judge(bytes, Some(12.5), &suite, None),
+            ("<= 1.2x 16 B inputs = 12.0 ms".to_owned(), Some(false))
+        );
+        assert_eq!(judge(bytes, Some(11.5), &suite, None).1, Some(true));
+        let written = row("shared_bytes_written");
+        assert_eq!(
+            judge(written, Some(150e3), &suite, None),
+            ("< 2.00 MiB".to_owned(), Some(true))
+        );
+        assert_eq!(judge(written, Some(2.0 * MIB), &suite, None).1, Some(false));
+        assert_eq!(Unit::Bytes.format(150e3), "146.5 KiB");
+        assert_eq!(Unit::Bytes.format(100.0), "100 B");
+        // The count decides, whether or not the time was recorded.
+        let atomics = row("shared_atomics_ms");
+        let target = "ends at exactly 1,000,000".to_owned();
+        assert_eq!(judge(atomics, Some(30.0), &suite, None), (target.clone(), None));
+        suite.polyloop.insert("shared_atomics_count", 999_999.0);
+        assert_eq!(judge(atomics, None, &suite, None), (target.clone(), Some(false)));
+        suite.polyloop.insert("shared_atomics_count", 1e6);
+        assert_eq!(judge(atomics, Some(30.0), &suite, None), (target, Some(true)));
+        let quick = Params::new(true);
+        assert_eq!(
+            (bytes.label)(&quick),
+            "9. 16 MiB SharedBytes to 1,000 tasks, each sums a 4 KiB page"
+        );
+        assert_eq!(
+            (atomics.label)(&quick),
+            "10. SharedAtomics counter: 1,000 tasks x 100 fetch_add"
+        );
     }
 
     fn assert_contains(text: &str, parts: &[&str]) {
