@@ -224,7 +224,11 @@ impl Pool {
             .seats
             .iter()
             .enumerate()
-            .map(|(worker_idx, seat)| seat.counters.snapshot(worker_idx, seat.queue_idx))
+            .map(|(worker_idx, seat)| {
+                // Once closing, a seat without a worker is done, not restarting.
+                let restarting = !seat.is_live() && !self.shared.is_closing();
+                seat.counters.snapshot(worker_idx, seat.queue_idx, restarting)
+            })
             .collect();
         let queued = self.shared.shards.iter().map(|shard| shard.queue.len()).sum();
         PoolStats { workers, queued }

@@ -138,6 +138,11 @@ impl Shared {
         }
     }
 
+    /// Whether the pool takes no more tasks: `close`, `terminate` or `Drop` began.
+    pub(crate) fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::Acquire)
+    }
+
     /// Queues a bundle of jobs, or resolves them at once if the pool is closed.
     pub(crate) fn enqueue(&self, bundle: impl Into<Bundle>) {
         let bundle: Bundle = bundle.into();
@@ -386,8 +391,13 @@ impl Seat {
         }
     }
 
+    /// The seat's process is gone (its pid stays, for the stats, until the next one's).
     pub(crate) fn uninstall(&self) {
-        self.counters.pid.store(0, Ordering::Relaxed);
         self.proc.lock().unwrap_or_else(PoisonError::into_inner).take();
+    }
+
+    /// Whether a worker that completed its handshake serves the seat.
+    pub(crate) fn is_live(&self) -> bool {
+        self.live.load(Ordering::Acquire)
     }
 }

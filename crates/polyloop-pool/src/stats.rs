@@ -15,10 +15,16 @@ pub(crate) struct WorkerCounters {
 }
 
 impl WorkerCounters {
-    pub(crate) fn snapshot(&self, worker_idx: usize, queue_idx: usize) -> WorkerStats {
+    pub(crate) fn snapshot(
+        &self,
+        worker_idx: usize,
+        queue_idx: usize,
+        restarting: bool,
+    ) -> WorkerStats {
         WorkerStats {
             worker_idx,
             queue_idx,
+            restarting,
             pid: self.pid.load(Ordering::Relaxed),
             tasks_done: self.done.load(Ordering::Relaxed),
             tasks_failed: self.failed.load(Ordering::Relaxed),
@@ -38,8 +44,13 @@ pub struct WorkerStats {
     pub worker_idx: usize,
     /// The queue the seat serves.
     pub queue_idx: usize,
-    /// The pid of the current process in this seat (0 while it is being replaced).
+    /// The pid of the seat's process; while it is `restarting`, of the last one (which may be
+    /// gone) or of the replacement still in its handshake.
     pub pid: u32,
+    /// Whether the seat is between processes: its worker died or was recycled, and no
+    /// replacement has completed its handshake yet (one that fails to start is retried with a
+    /// growing back-off, up to 5 s).
+    pub restarting: bool,
     /// Tasks that produced a value, over the seat's lifetime.
     pub tasks_done: u64,
     /// Tasks that failed in any way, over the seat's lifetime.

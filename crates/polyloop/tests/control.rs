@@ -172,6 +172,57 @@ async fn a_task_knows_its_workers_index_and_a_replacement_keeps_it() {
     pool.close().await.unwrap();
 }
 
+/// Starts the first worker only: any later one finds the marker and fails its start.
+#[polyloop::task]
+async fn first_worker_only(marker: String) -> Result<(), String> {
+    match std::fs::OpenOptions::new().write(true).create_new(true).open(&marker) {
+        Ok(_) => Ok(()),
+        Err(err) => Err(format!("{marker}: {err}")),
+    }
+}
+
+/// Polls `pool`'s one worker until `done` says yes; panics after 20 s.
+async fn wait_for(pool: &Pool, mut done: impl FnMut(&polyloop::WorkerStats) -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let stats = pool.stats();
+        if done(&stats.workers[0]) {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{stats:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_say_a_seat_is_restarting_and_keep_its_last_pid() {
+    let marker = std::env::temp_dir().join(format!("polyloop-restarting-{}", std::process::id()));
+    let _ = std::fs::remove_file(&marker);
+    let marker_text = marker.to_string_lossy().into_owned();
+    let pool = Pool::builder()
+        .processes(1)
+        .initializer(first_worker_only, marker_text)
+        .build()
+        .await
+        .unwrap();
+    let first = pids(&pool)[0];
+    assert!(!pool.stats().workers[0].restarting);
+    // SAFETY: a signal to our own worker.
+    assert_eq!(unsafe { libc::kill(first as i32, libc::SIGKILL) }, 0);
+    // Every replacement fails its initializer while the marker exists.
+    wait_for(&pool, |worker| worker.restarting && worker.restarts == 1).await;
+    assert_ne!(pool.stats().workers[0].pid, 0);
+    std::fs::remove_file(&marker).unwrap();
+    wait_for(&pool, |worker| !worker.restarting).await;
+    let replacement = pool.stats().workers[0].pid;
+    assert_ne!(replacement, first);
+    assert_eq!(pool.apply(nap, 0).await.unwrap(), replacement);
+    pool.close().await.unwrap();
+    assert!(!pool.stats().workers[0].restarting, "a closed pool restarts nothing");
+    let _ = std::fs::remove_file(&marker);
+}
+
 #[tokio::test]
 async fn build_refuses_settings_of_zero() {
     let builders = [
