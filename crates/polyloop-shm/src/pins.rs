@@ -127,6 +127,6 @@ mod tests {
         assert_eq!(format!("{:?}", outer.take()), "Pins(2)");
         assert!(outer.take().is_empty());
         drop(outer);
-        assert!(!pin(&crate::region::create(crate::region::Kind::Bytes, 0, |_| {}).unwrap()));
+        assert!(!pin(&crate::region::create(crate::region::Kind::Bytes, 0, &[]).unwrap()));
     }
 }

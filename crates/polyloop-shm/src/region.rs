@@ -187,14 +187,12 @@ fn header(pid: u32, id: u64, kind: Kind, len: u64) -> [u8; 40] {
     header
 }
 
-/// Creates a region of `len` elements of `kind`, its data filled by `fill` (zeroed before).
+/// Creates a region of `len` elements of `kind`: `data` for bytes (`len` of them), zeroes for
+/// atomics (`data` empty).
 #[cfg(target_os = "linux")]
-pub(crate) fn create(
-    kind: Kind,
-    len: usize,
-    fill: impl FnOnce(&mut [u8]),
-) -> io::Result<Arc<Region>> {
+pub(crate) fn create(kind: Kind, len: usize, data: &[u8]) -> io::Result<Arc<Region>> {
     use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::os::unix::fs::FileExt;
 
     let too_long = || io::Error::new(io::ErrorKind::InvalidInput, "shared value too long");
     let data_len = kind.data_len(len as u64).ok_or_else(too_long)?;
@@ -207,52 +205,36 @@ pub(crate) fn create(
         return Err(io::Error::last_os_error());
     }
     // SAFETY: `raw` is a descriptor we just opened and own.
-    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-    let size = libc::off_t::try_from(map_len).map_err(|_| too_long())?;
-    // SAFETY: plain syscall on our descriptor.
-    if unsafe { libc::ftruncate(fd.as_raw_fd(), size) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(raw) });
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
     let pid = std::process::id();
-    let locator = Locator { pid, fd: fd.as_raw_fd(), id, len: len as u64 };
-    let mut ptr = map(&fd, map_len, true)?;
-    {
-        // SAFETY: a fresh writable mapping of `map_len` bytes nobody else knows of yet.
-        let all = unsafe { std::slice::from_raw_parts_mut(ptr.as_ptr(), map_len) };
-        all[..40].copy_from_slice(&header(pid, id, kind, len as u64));
-        fill(&mut all[HEADER..]);
-    }
+    let locator = Locator { pid, fd: file.as_raw_fd(), id, len: len as u64 };
+    // Written, not copied through a fresh mapping: the kernel fills its pages without a fault
+    // for each. The size is set first so that atomics start zeroed.
+    file.set_len(map_len as u64)?;
+    file.write_all_at(&header(pid, id, kind, len as u64), 0)?;
+    debug_assert_eq!(data.len(), if kind == Kind::Bytes { len } else { 0 });
+    file.write_all_at(data, HEADER as u64)?;
     let seals = match kind {
+        // No writable mapping exists, so the write seal can be set.
         Kind::Bytes => {
-            // A writable mapping would keep the write seal from being set: the data is mapped
-            // again read-only once sealed.
-            // SAFETY: our mapping, and the slice into it is gone.
-            unsafe { libc::munmap(ptr.as_ptr().cast(), map_len) };
             libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE | libc::F_SEAL_SEAL
         }
         Kind::Atomics => libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL,
     };
     // SAFETY: plain syscall on our descriptor.
-    if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, seals) } < 0 {
-        let err = io::Error::last_os_error();
-        if kind == Kind::Atomics {
-            // SAFETY: our mapping, not yet handed to a region.
-            unsafe { libc::munmap(ptr.as_ptr().cast(), map_len) };
-        }
-        return Err(err);
+    if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_ADD_SEALS, seals) } < 0 {
+        return Err(io::Error::last_os_error());
     }
-    if kind == Kind::Bytes {
-        ptr = map(&fd, map_len, false)?;
-    }
-    let region = Arc::new(Region { ptr, map_len, kind, locator, owner: Some(fd) });
+    let ptr = map(&file, map_len, kind == Kind::Atomics)?;
+    let region = Arc::new(Region { ptr, map_len, kind, locator, owner: Some(file.into()) });
     lock(&CREATED).insert(id, Arc::downgrade(&region));
     Ok(region)
 }
 
 /// Shared memory needs `memfd_create` and `/proc`, which only Linux has.
 #[cfg(not(target_os = "linux"))]
-pub(crate) fn create(_: Kind, _: usize, _: impl FnOnce(&mut [u8])) -> io::Result<Arc<Region>> {
+pub(crate) fn create(_: Kind, _: usize, _: &[u8]) -> io::Result<Arc<Region>> {
     Err(io::Error::new(io::ErrorKind::Unsupported, "shared memory needs Linux (memfd_create)"))
 }
 
@@ -261,7 +243,11 @@ pub(crate) fn create(_: Kind, _: usize, _: impl FnOnce(&mut [u8])) -> io::Result
 /// before it is mapped; a value that does not match is an error, never a bad read.
 pub(crate) fn find(kind: Kind, at: Locator) -> Result<Arc<Region>, String> {
     let what = kind.name();
-    let region = if at.pid == std::process::id() {
+    // A region opened before: no system call (a worker decodes the same value for every task).
+    let known = lock(&OPENED).regions.get(&(at.pid, at.id)).map(|known| Arc::clone(&known.region));
+    let region = if let Some(region) = known {
+        region
+    } else if at.pid == std::process::id() {
         lock(&CREATED)
             .get(&at.id)
             .and_then(Weak::upgrade)
@@ -294,6 +280,7 @@ fn open_parents(kind: Kind, at: Locator) -> Result<Arc<Region>, String> {
 
     let what = kind.name();
     let mut opened = lock(&OPENED);
+    // Another thread may have opened it since `find` looked.
     if let Some(known) = opened.regions.get(&(at.pid, at.id)) {
         return Ok(Arc::clone(&known.region));
     }
@@ -389,7 +376,7 @@ mod tests {
 
     #[test]
     fn a_created_region_is_found_by_its_locator_until_it_is_dropped() {
-        let region = create(Kind::Bytes, 5, |data| data.copy_from_slice(b"hello")).unwrap();
+        let region = create(Kind::Bytes, 5, b"hello").unwrap();
         assert_eq!(region.bytes(), b"hello");
         let at = region.locator();
         assert!(Arc::ptr_eq(&find(Kind::Bytes, at).unwrap(), &region));
@@ -403,7 +390,7 @@ mod tests {
     #[test]
     fn a_bytes_region_is_sealed_against_writes_and_resizing() {
         use std::os::fd::AsRawFd;
-        let region = create(Kind::Bytes, 3, |data| data.copy_from_slice(b"abc")).unwrap();
+        let region = create(Kind::Bytes, 3, b"abc").unwrap();
         let fd = region.owner.as_ref().unwrap().as_raw_fd();
         // SAFETY: plain syscalls on the region's descriptor.
         unsafe {
@@ -431,7 +418,7 @@ mod tests {
 
     #[test]
     fn atomics_start_zeroed_and_are_found_again_by_their_locator() {
-        let region = create(Kind::Atomics, 3, |_| {}).unwrap();
+        let region = create(Kind::Atomics, 3, &[]).unwrap();
         assert!(region.atomics().iter().all(|a| a.load(Ordering::Relaxed) == 0));
         region.atomics()[2].fetch_add(7, Ordering::Relaxed);
         let again = find(Kind::Atomics, region.locator()).unwrap();

@@ -48,7 +48,7 @@ impl SharedBytes {
     /// What the system returns when it cannot create the memory (out of memory or
     /// descriptors); on systems without shared memory support, never.
     pub fn copy_from_slice(data: &[u8]) -> io::Result<SharedBytes> {
-        match region::create(Kind::Bytes, data.len(), |dst| dst.copy_from_slice(data)) {
+        match region::create(Kind::Bytes, data.len(), data) {
             Ok(region) => Ok(SharedBytes(Repr::Mapped(region))),
             Err(err) if err.kind() == io::ErrorKind::Unsupported => {
                 Ok(SharedBytes(Repr::Heap(data.into())))
@@ -171,7 +171,7 @@ impl SharedAtomics {
     /// `Unsupported` where shared memory is not supported (anywhere but Linux), or what the
     /// system returns when it cannot create the memory.
     pub fn new(len: usize) -> io::Result<SharedAtomics> {
-        region::create(Kind::Atomics, len, |_| {}).map(SharedAtomics)
+        region::create(Kind::Atomics, len, &[]).map(SharedAtomics)
     }
 }
 
