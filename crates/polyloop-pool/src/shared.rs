@@ -35,7 +35,7 @@ pub(crate) struct Shared {
     registry: Arc<RemoteRegistry>,
     next_id: AtomicU64,
     closing: AtomicBool,
-    /// Set when `Pool::terminate` or `Pool::drop` begins.
+    /// Set when `Pool::terminate` begins, or the drop of the pool's last clone.
     dropped: AtomicBool,
     /// Set by the first of `terminate` and `Drop`.
     stop_reason: OnceLock<&'static str>,
@@ -267,9 +267,8 @@ impl Shared {
         self.closed.notify_waiters();
     }
 
-    /// `Pool::drop` began: nothing is accepted any more, and drivers that go now went with it.
-    /// The pool stops now (dropped or terminated), for `why`: nothing more is accepted, and what
-    /// is cancelled says why.
+    /// The pool stops now (its last clone dropped, or `terminate`), for `why`: nothing more is
+    /// accepted, drivers that go now went with it, and what is cancelled says why.
     pub(crate) fn begin_stop(&self, why: &'static str) {
         let _ = self.stop_reason.set(why);
         self.dropped.store(true, Ordering::Release);
