@@ -386,6 +386,40 @@ impl<O> TaskHandle<O> {
     pub fn is_finished(&self) -> bool {
         self.done || !self.rx.is_empty()
     }
+
+    /// Waits for the result at most `limit`, counted from this call (time in the queue
+    /// included); past it, the task is cancelled in its worker and this returns an error with
+    /// [`TaskError::is_timeout`]. A per-call limit beside the pool-wide
+    /// [`task_timeout`](crate::PoolBuilder::task_timeout), which counts from when a worker starts
+    /// the task and also reaches a task that blocks its thread. Await it on a tokio runtime with
+    /// time enabled (as `#[tokio::main]` and `#[polyloop::main]` build).
+    ///
+    /// ```no_run
+    /// # async fn demo<T: polyloop_wire::Task<Input = u64, Output = u64>>(pool: &polyloop_pool::Pool, task: T) {
+    /// use std::time::Duration;
+    ///
+    /// match pool.submit(task, 7).timeout(Duration::from_secs(2)).await {
+    ///     Ok(output) => println!("{output}"),
+    ///     Err(err) if err.is_timeout() => println!("too slow, and cancelled"),
+    ///     Err(err) => println!("failed: {err}"),
+    /// }
+    /// # }
+    /// ```
+    pub async fn timeout(mut self, limit: std::time::Duration) -> Result<O, TaskError>
+    where
+        O: serde::de::DeserializeOwned + 'static,
+    {
+        match tokio::time::timeout(limit, &mut self).await {
+            Ok(result) => result,
+            Err(_) => {
+                let task = self.task;
+                // Dropped unresolved: cancelled in its worker.
+                drop(self);
+                let why = format!("no result within {limit:?}, and cancelled");
+                Err(TaskError::new(Kind::Timeout, task, why))
+            }
+        }
+    }
 }
 
 impl<O: serde::de::DeserializeOwned + 'static> Future for TaskHandle<O> {

@@ -101,6 +101,24 @@ async fn a_handle_says_when_its_task_is_finished() {
     pool.close().await.unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_per_call_timeout_cancels_the_task_and_says_it_timed_out() {
+    let pool = Pool::builder().processes(1).build().await.unwrap();
+    let worker = pids(&pool)[0];
+    let err = pool.submit(nap, 600_000).timeout(Duration::from_millis(100)).await.unwrap_err();
+    assert!(err.is_timeout(), "{err}");
+    // Cancelled in the worker: nothing is left in flight, and the worker serves on.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while pool.stats().workers[0].in_flight > 0 {
+        assert!(std::time::Instant::now() < deadline, "{:?}", pool.stats());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let quick = pool.submit(nap, 1).timeout(Duration::from_secs(60)).await.unwrap();
+    assert_eq!(quick, worker);
+    assert_eq!(pool.stats().workers[0].restarts, 0);
+    pool.close().await.unwrap();
+}
+
 /// Fails for every tenth input.
 #[polyloop::task]
 async fn tenth_fails(i: u64) -> Result<u64, String> {
