@@ -76,7 +76,8 @@ impl TaskError {
         self.kind == Kind::WorkerLost
     }
 
-    /// The task was cancelled: its handle or stream was dropped, or the pool was dropped.
+    /// The task was cancelled: its handle or stream was dropped, or the pool was terminated or
+    /// dropped (its last clone) before the task was done.
     pub fn is_cancelled(&self) -> bool {
         self.kind == Kind::Cancelled
     }

@@ -303,7 +303,7 @@ impl Owner {
 impl Drop for Owner {
     /// Kills and reaps every worker before it returns, from any thread, inside a runtime or not.
     fn drop(&mut self) {
-        self.shared.begin_stop("the pool was dropped");
+        self.shared.begin_stop(crate::shared::DROPPED);
         let supervisors =
             std::mem::take(self.supervisors.get_mut().unwrap_or_else(PoisonError::into_inner));
         for supervisor in &supervisors {
@@ -321,7 +321,7 @@ impl Drop for Owner {
             }
         }
         self.shared.kill_workers();
-        self.shared.close_queues(Kind::Cancelled, "the pool was dropped");
+        self.shared.close_queues(Kind::Cancelled, crate::shared::DROPPED);
         // No worker is left for its blocking threads to wait for, so this returns promptly.
         if let Some(runtime) = &self.runtime {
             runtime.stop();
@@ -430,7 +430,7 @@ impl<O: serde::de::DeserializeOwned + 'static> Future for TaskHandle<O> {
             Poll::Pending => return Poll::Pending,
             Poll::Ready(Ok(raw)) => raw,
             Poll::Ready(Err(_)) => {
-                Err(TaskError::new(Kind::Cancelled, self.task, "the pool was dropped"))
+                Err(TaskError::new(Kind::Cancelled, self.task, crate::shared::DROPPED))
             }
         };
         self.done = true;

@@ -24,6 +24,8 @@ const MIN_PIECE: usize = 16;
 
 /// Why tasks fail once the runtime that ran the drivers has shut down.
 const RUNTIME_GONE: &str = "the runtime that ran the pool's drivers has shut down";
+/// Why tasks are cancelled when the last clone of the pool is dropped.
+pub(crate) const DROPPED: &str = "the pool was dropped";
 
 /// What the pool, its drivers, handles and streams share.
 #[derive(Debug)]
@@ -143,6 +145,19 @@ impl Shared {
         self.closing.load(Ordering::Acquire)
     }
 
+    /// How a task submitted once the pool is closing fails. Once the pool is gone (its last
+    /// clone dropped), a stream made before keeps submitting: its tasks fail as the ones the
+    /// drop cancelled did, not as if they had been refused by a live pool.
+    fn refusal(&self) -> (Kind, &'static str) {
+        if self.runtime_gone.load(Ordering::Acquire) {
+            (Kind::PoolClosed, RUNTIME_GONE)
+        } else if self.stop_reason.get() == Some(&DROPPED) {
+            (Kind::Cancelled, DROPPED)
+        } else {
+            (Kind::PoolClosed, "the pool is closed")
+        }
+    }
+
     /// Queues a bundle of jobs, or resolves them at once if the pool is closed.
     pub(crate) fn enqueue(&self, bundle: impl Into<Bundle>) {
         let bundle: Bundle = bundle.into();
@@ -150,20 +165,18 @@ impl Shared {
             return;
         }
         if self.closing.load(Ordering::Acquire) {
-            let why = match self.runtime_gone.load(Ordering::Acquire) {
-                true => RUNTIME_GONE,
-                false => "the pool is closed",
-            };
+            let (kind, why) = self.refusal();
             for job in bundle {
                 let name = job.key.name;
-                job.resolve(Err(TaskError::new(Kind::PoolClosed, name, why)));
+                job.resolve(Err(TaskError::new(kind, name, why)));
             }
             return;
         }
         self.outstanding.fetch_add(queue::tasks(&bundle), Ordering::AcqRel);
         let n_queues = self.shards.len();
         if n_queues == 1 {
-            return self.requeue(0, bundle, Kind::PoolClosed, "the pool is closed");
+            let (kind, why) = self.refusal();
+            return self.requeue(0, bundle, kind, why);
         }
         // The scheduler chooses per task; each queue then gets one bundle of its tasks.
         let mut per_queue: Vec<Bundle> = (0..n_queues).map(|_| Bundle::new()).collect();
@@ -190,7 +203,8 @@ impl Shared {
         }
         for (queue_idx, jobs) in per_queue.into_iter().enumerate() {
             if !jobs.is_empty() {
-                self.requeue(queue_idx, jobs, Kind::PoolClosed, "the pool is closed");
+                let (kind, why) = self.refusal();
+                self.requeue(queue_idx, jobs, kind, why);
             }
         }
     }
@@ -277,7 +291,7 @@ impl Shared {
 
     /// Why the pool stopped, for the tasks it cancels.
     pub(crate) fn stop_reason(&self) -> &'static str {
-        self.stop_reason.get().copied().unwrap_or("the pool was dropped")
+        self.stop_reason.get().copied().unwrap_or(DROPPED)
     }
 
     pub(crate) fn is_dropped(&self) -> bool {

@@ -85,6 +85,27 @@ async fn terminate_cancels_running_and_queued_tasks_and_reaps_the_workers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handles_and_streams_made_before_the_pool_was_dropped_fail_alike() {
+    let pool = Pool::builder().processes(1).build().await.unwrap();
+    let handle = pool.submit(nap, 600_000);
+    let mut started = pool.map_stream(nap, vec![600_000; 4]);
+    let first = tokio::time::timeout(Duration::from_millis(100), started.next()).await;
+    assert!(first.is_err(), "a ten-minute nap came back: {first:?}");
+    let mut unpolled = pool.map_stream(nap, vec![1; 4]);
+    drop(pool);
+    let mut errors = vec![handle.await.unwrap_err()];
+    for stream in [&mut started, &mut unpolled] {
+        while let Some(result) = stream.next().await {
+            errors.push(result.unwrap_err());
+        }
+    }
+    assert_eq!(errors.len(), 9);
+    for err in errors {
+        assert!(err.is_cancelled() && err.message() == "the pool was dropped", "{err:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_handle_says_when_its_task_is_finished() {
     let pool = Pool::builder().processes(1).build().await.unwrap();
     let mut handle = pool.submit(nap, 200);
