@@ -136,6 +136,26 @@ impl Pool {
     /// Runs `task` on `input` in a worker; the returned handle resolves to its result.
     ///
     /// Dropping the handle before it resolves cancels the task in its worker.
+    ///
+    /// ```
+    /// # use polyloop_pool::Pool;
+    /// # #[polyloop_macros::task(crate = "polyloop_child")]
+    /// # async fn double(x: u64) -> u64 { x * 2 }
+    /// # #[polyloop_macros::task(crate = "polyloop_child")]
+    /// # async fn nap(millis: u64) -> u64 {
+    /// #     tokio::time::sleep(std::time::Duration::from_millis(millis)).await;
+    /// #     millis
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let pool = Pool::builder().processes(2).build().await?;
+    /// let handle = pool.submit(double, 21);
+    /// println!("task {} queued", handle.id());
+    /// assert_eq!(handle.await?, 42);
+    /// # pool.close().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn submit<T: TaskSpec>(&self, _task: T, input: T::Input) -> TaskHandle<T::Output> {
         let id = self.shared.next_task_id();
         let (tx, rx) = oneshot::channel();
@@ -160,6 +180,24 @@ impl Pool {
     }
 
     /// Runs `task` on `input` in a worker and waits for its result.
+    ///
+    /// ```
+    /// # use polyloop_pool::Pool;
+    /// # #[polyloop_macros::task(crate = "polyloop_child")]
+    /// # async fn double(x: u64) -> u64 { x * 2 }
+    /// # #[polyloop_macros::task(crate = "polyloop_child")]
+    /// # async fn nap(millis: u64) -> u64 {
+    /// #     tokio::time::sleep(std::time::Duration::from_millis(millis)).await;
+    /// #     millis
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let pool = Pool::builder().processes(2).build().await?;
+    /// assert_eq!(pool.apply(double, 21).await?, 42);
+    /// # pool.close().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn apply<T: TaskSpec>(
         &self,
         task: T,
@@ -172,6 +210,24 @@ impl Pool {
     /// arrive, as soon as it arrives (the tasks still running are then cancelled).
     ///
     /// Inputs are pulled lazily: memory stays bounded however long the iterator is.
+    ///
+    /// ```
+    /// # use polyloop_macros::task;
+    /// # use polyloop_pool::{Pool, TaskError};
+    /// #[task(crate = "polyloop_child")] // `#[polyloop::task]` through the facade
+    /// async fn square(x: u64) -> u64 {
+    ///     x * x
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let pool = Pool::builder().processes(2).build().await?;
+    /// let squares = pool.map(square, 0..1000u64).await?;
+    /// assert_eq!(squares[999], 998_001);
+    /// pool.close().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn map<T, I>(&self, task: T, inputs: I) -> Result<Vec<T::Output>, TaskError>
     where
         T: TaskSpec,
@@ -196,6 +252,29 @@ impl Pool {
     /// Inputs may be any `IntoIterator`, or a `Stream` wrapped in [`from_stream`](crate::from_stream).
     /// Inputs are pulled only a bounded distance ahead of what the stream has yielded. Dropping
     /// the stream cancels the tasks still running.
+    ///
+    /// ```
+    /// # use polyloop_pool::Pool;
+    /// # #[polyloop_macros::task(crate = "polyloop_child")]
+    /// # async fn double(x: u64) -> u64 { x * 2 }
+    /// # #[polyloop_macros::task(crate = "polyloop_child")]
+    /// # async fn nap(millis: u64) -> u64 {
+    /// #     tokio::time::sleep(std::time::Duration::from_millis(millis)).await;
+    /// #     millis
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let pool = Pool::builder().processes(2).build().await?;
+    /// let mut doubled = pool.map_stream(double, 0..100u64);
+    /// let mut expected = 0;
+    /// while let Some(result) = doubled.next().await {
+    ///     assert_eq!(result?, expected);
+    ///     expected += 2;
+    /// }
+    /// # pool.close().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn map_stream<T, I>(&self, task: T, inputs: I) -> MapStream<T, I::Source>
     where
         T: TaskSpec,
@@ -205,6 +284,27 @@ impl Pool {
     }
 
     /// Runs `task` on every input; the stream yields each result as soon as it is ready.
+    ///
+    /// ```
+    /// # use polyloop_pool::Pool;
+    /// # #[polyloop_macros::task(crate = "polyloop_child")]
+    /// # async fn double(x: u64) -> u64 { x * 2 }
+    /// # #[polyloop_macros::task(crate = "polyloop_child")]
+    /// # async fn nap(millis: u64) -> u64 {
+    /// #     tokio::time::sleep(std::time::Duration::from_millis(millis)).await;
+    /// #     millis
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let pool = Pool::builder().processes(2).build().await?;
+    /// // The short naps come back first.
+    /// let mut naps = pool.map_unordered(nap, [300, 1, 2]);
+    /// let first = naps.next().await.expect("three results")?;
+    /// assert!(first < 300);
+    /// # pool.close().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn map_unordered<T, I>(&self, task: T, inputs: I) -> MapStream<T, I::Source>
     where
         T: TaskSpec,
@@ -218,6 +318,30 @@ impl Pool {
     /// Drivers publish their counts once per wake-up, before they hand that wake-up's results
     /// over: a task whose result its caller has is counted here. Once [`close`](Pool::close) has
     /// returned, the counts are final.
+    ///
+    /// ```
+    /// # use polyloop_pool::Pool;
+    /// # #[polyloop_macros::task(crate = "polyloop_child")]
+    /// # async fn double(x: u64) -> u64 { x * 2 }
+    /// # #[polyloop_macros::task(crate = "polyloop_child")]
+    /// # async fn nap(millis: u64) -> u64 {
+    /// #     tokio::time::sleep(std::time::Duration::from_millis(millis)).await;
+    /// #     millis
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let pool = Pool::builder().processes(2).build().await?;
+    /// pool.map(double, 0..1000u64).await?;
+    /// let stats = pool.stats();
+    /// let done: u64 = stats.workers.iter().map(|worker| worker.tasks_done).sum();
+    /// assert_eq!(done, 1000);
+    /// for worker in &stats.workers {
+    ///     println!("worker {} (pid {}): {} tasks", worker.worker_idx, worker.pid, worker.tasks_done);
+    /// }
+    /// # pool.close().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn stats(&self) -> PoolStats {
         let workers = self
             .shared
@@ -235,6 +359,24 @@ impl Pool {
     }
 
     /// Number of worker seats.
+    ///
+    /// ```
+    /// # use polyloop_pool::Pool;
+    /// # #[polyloop_macros::task(crate = "polyloop_child")]
+    /// # async fn double(x: u64) -> u64 { x * 2 }
+    /// # #[polyloop_macros::task(crate = "polyloop_child")]
+    /// # async fn nap(millis: u64) -> u64 {
+    /// #     tokio::time::sleep(std::time::Duration::from_millis(millis)).await;
+    /// #     millis
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let pool = Pool::builder().processes(2).build().await?;
+    /// assert_eq!(pool.processes(), 2);
+    /// # pool.close().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn processes(&self) -> usize {
         self.shared.seats.len()
     }
@@ -242,6 +384,26 @@ impl Pool {
     /// Stops accepting tasks, waits for every queued and running task to finish, then shuts the
     /// workers down and reaps them, and stops the pool's driver thread. Tasks submitted after
     /// `close` began fail with [`TaskError::is_pool_closed`].
+    ///
+    /// ```
+    /// # use polyloop_pool::Pool;
+    /// # #[polyloop_macros::task(crate = "polyloop_child")]
+    /// # async fn double(x: u64) -> u64 { x * 2 }
+    /// # #[polyloop_macros::task(crate = "polyloop_child")]
+    /// # async fn nap(millis: u64) -> u64 {
+    /// #     tokio::time::sleep(std::time::Duration::from_millis(millis)).await;
+    /// #     millis
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let pool = Pool::builder().processes(2).build().await?;
+    /// let doubled = pool.submit(double, 21);
+    /// pool.close().await?; // waits for the task, then stops the workers
+    /// assert_eq!(doubled.await?, 42);
+    /// assert!(pool.apply(double, 1).await.unwrap_err().is_pool_closed());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn close(&self) -> Result<(), PoolError> {
         self.shared.close_and_drain().await;
         let supervisors = self.owner.take_supervisors();
@@ -268,10 +430,23 @@ impl Pool {
     /// workers are killed and reaped, and the pool's driver thread stops. Tasks submitted
     /// afterwards fail with [`TaskError::is_pool_closed`].
     ///
-    /// ```no_run
-    /// # async fn demo(pool: polyloop_pool::Pool) {
+    /// ```
+    /// # use polyloop_pool::Pool;
+    /// # #[polyloop_macros::task(crate = "polyloop_child")]
+    /// # async fn double(x: u64) -> u64 { x * 2 }
+    /// # #[polyloop_macros::task(crate = "polyloop_child")]
+    /// # async fn nap(millis: u64) -> u64 {
+    /// #     tokio::time::sleep(std::time::Duration::from_millis(millis)).await;
+    /// #     millis
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let pool = Pool::builder().processes(2).build().await?;
+    /// let slow = pool.submit(nap, 600_000);
     /// // Enough: whatever still runs is cancelled and the workers are gone when this returns.
     /// pool.terminate().await;
+    /// assert!(slow.await.unwrap_err().is_cancelled());
+    /// # Ok(())
     /// # }
     /// ```
     pub async fn terminate(&self) {
@@ -394,15 +569,27 @@ impl<O> TaskHandle<O> {
     /// the task and also reaches a task that blocks its thread. Await it on a tokio runtime with
     /// time enabled (as `#[tokio::main]` and `#[polyloop::main]` build).
     ///
-    /// ```no_run
-    /// # async fn demo<T: polyloop_wire::Task<Input = u64, Output = u64>>(pool: &polyloop_pool::Pool, task: T) {
+    /// ```
+    /// # use polyloop_pool::Pool;
+    /// # #[polyloop_macros::task(crate = "polyloop_child")]
+    /// # async fn double(x: u64) -> u64 { x * 2 }
+    /// # #[polyloop_macros::task(crate = "polyloop_child")]
+    /// # async fn nap(millis: u64) -> u64 {
+    /// #     tokio::time::sleep(std::time::Duration::from_millis(millis)).await;
+    /// #     millis
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let pool = Pool::builder().processes(2).build().await?;
     /// use std::time::Duration;
     ///
-    /// match pool.submit(task, 7).timeout(Duration::from_secs(2)).await {
+    /// match pool.submit(nap, 60_000).timeout(Duration::from_millis(100)).await {
     ///     Ok(output) => println!("{output}"),
     ///     Err(err) if err.is_timeout() => println!("too slow, and cancelled"),
-    ///     Err(err) => println!("failed: {err}"),
+    ///     Err(err) => return Err(err.into()),
     /// }
+    /// # pool.close().await?;
+    /// # Ok(())
     /// # }
     /// ```
     pub async fn timeout(mut self, limit: std::time::Duration) -> Result<O, TaskError>
