@@ -41,12 +41,14 @@
 //! ```
 
 mod chunk;
+mod fold;
 mod outbox;
 mod panic;
 mod process;
 mod registry;
 mod worker;
 
+pub use fold::FOLD;
 pub use process::{
     Inherited, ignore_group_signals, install_panic_hook, run_worker_process, watch_parent,
     worker_hook,

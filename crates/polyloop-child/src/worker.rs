@@ -157,6 +157,14 @@ fn hello(tasks: Vec<polyloop_wire::TaskInfo>, init_error: Option<RemoteError>) -
     Hello { protocol_version: PROTOCOL_VERSION, pid: std::process::id(), tasks, init_error }
 }
 
+/// The registry this process serves, for the built-in fold, which runs tasks by index.
+static SERVING: Mutex<Option<Registry>> = Mutex::new(None);
+
+/// The registry the worker in this process serves, once it has been welcomed.
+pub(crate) fn serving_registry() -> Option<Registry> {
+    *SERVING.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 /// The seat this process serves, `usize::MAX` before a Welcome.
 static WORKER_INDEX: AtomicUsize = AtomicUsize::new(usize::MAX);
 
@@ -190,6 +198,7 @@ where
 {
     let config = &welcome.config;
     WORKER_INDEX.store(config.worker_idx as usize, Ordering::Relaxed);
+    *SERVING.lock().unwrap_or_else(PoisonError::into_inner) = Some(registry);
     let limits =
         Limits { max_frame_len: config.max_frame_len, max_batch_len: config.max_batch_len };
     frames.set_limits(limits);

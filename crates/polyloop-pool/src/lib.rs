@@ -36,6 +36,7 @@ mod liveness;
 mod pool;
 mod process;
 mod queue;
+mod reduce;
 mod runtime;
 mod scheduler;
 mod shared;

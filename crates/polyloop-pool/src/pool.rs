@@ -49,7 +49,7 @@ use crate::{PoolError, TaskError};
 /// the workers are killed and reaped when the last clone is dropped.
 #[derive(Debug, Clone)]
 pub struct Pool {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
     owner: Arc<Owner>,
 }
 

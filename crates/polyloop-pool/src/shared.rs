@@ -253,9 +253,13 @@ impl Shared {
 
     /// Checks that the workers know `T`, before queueing anything.
     pub(crate) fn check_task<T: TaskSpec>(&self) -> Result<(), TaskError> {
+        self.task_index::<T>().map(drop)
+    }
+
+    /// The workers' index for `T`.
+    pub(crate) fn task_index<T: TaskSpec>(&self) -> Result<u32, TaskError> {
         self.registry
             .index(T::NAME, T::fingerprint())
-            .map(drop)
             .map_err(|msg| TaskError::new(Kind::UnknownTask, T::NAME, msg))
     }
 

@@ -45,6 +45,7 @@ mod buffer;
 mod chunk;
 mod depth;
 mod error;
+mod fold;
 mod frame;
 mod message;
 mod reason;
@@ -62,6 +63,7 @@ pub use chunk::{
 };
 pub use depth::{DEFAULT_MAX_NESTING, DecodeError, decode_value};
 pub use error::WireError;
+pub use fold::{Fold, FoldInput, FoldOutput};
 pub use frame::{
     FRAME_HEADER_LEN, KEEP_CAPACITY, Limits, decode_to_child, decode_to_parent, encode_frame,
     peek_protocol_version, split_frame,
