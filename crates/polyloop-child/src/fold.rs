@@ -9,7 +9,7 @@ use polyloop_wire::{
 use tokio::task::JoinSet;
 
 use crate::panic::CatchUnwind;
-use crate::registry::{Failure, TaskEntry, TaskFuture};
+use crate::registry::{Failure, TaskEntry, TaskFuture, TypedFold};
 
 /// The registry entry of the built-in fold: [`Registry::linked`](crate::Registry::linked) has
 /// it; a worker with a registry of its own adds it to serve `Pool::map_reduce`.
@@ -86,8 +86,13 @@ async fn try_fold(
 ) -> Result<Option<Vec<u8>>, Lost> {
     let mut running = JoinSet::new();
     let mut started = 0;
-    let mut done: BTreeMap<usize, Vec<u8>> = BTreeMap::new();
-    let mut tree = Tree { stack: Vec::new(), last: 0, reducer, max_nesting };
+    let mut done: BTreeMap<usize, TaskFuture> = BTreeMap::new();
+    // A reducer defined with `#[polyloop::task]` folds its values unencoded; any other, through
+    // their encodings.
+    let mut folding = match (reducer.typed_fold)() {
+        Some(typed) => Folding::Typed { fold: typed, last: 0 },
+        None => Folding::Encoded(Tree { stack: Vec::new(), last: 0, reducer, max_nesting }),
+    };
     let mut next = 0;
     while next < inputs.len() {
         while started < inputs.len() && running.len() < concurrency {
@@ -95,7 +100,7 @@ async fn try_fold(
             let lost = |outcome| Lost { index, by_reducer: false, outcome };
             let future = (task.run)(inputs[started], max_nesting)
                 .map_err(|why| lost(Outcome::Serialization(why)))?;
-            running.spawn(async move { (index, output_of(future).await) });
+            running.spawn(async move { (index, finished(future).await) });
             started += 1;
         }
         let Some(joined) = running.join_next().await else { break };
@@ -105,12 +110,56 @@ async fn try_fold(
         });
         let output = output.map_err(|outcome| Lost { index, by_reducer: false, outcome })?;
         done.insert(index as usize, output);
-        while let Some(output) = done.remove(&next) {
-            tree.push(output, next as u32).await?;
+        while let Some(finished) = done.remove(&next) {
+            folding.push(finished, next as u32).await?;
             next += 1;
         }
     }
-    tree.finish().await
+    folding.finish().await
+}
+
+enum Folding {
+    /// With the index of the last input pushed, which a failure to encode the value names.
+    Typed {
+        fold: Box<dyn TypedFold>,
+        last: u32,
+    },
+    Encoded(Tree),
+}
+
+impl Folding {
+    /// Folds in the output of input `index`, the next in order.
+    async fn push(&mut self, mut finished: TaskFuture, index: u32) -> Result<(), Lost> {
+        let lost = |by_reducer, outcome| Lost { index, by_reducer, outcome };
+        match self {
+            Folding::Typed { fold, last } => {
+                *last = index;
+                let Some(output) = finished.as_mut().take_output() else {
+                    let why = "the task gave no output to fold".to_owned();
+                    return Err(lost(false, Outcome::Serialization(why)));
+                };
+                fold.push(output).await.map_err(|outcome| lost(true, outcome))
+            }
+            Folding::Encoded(tree) => {
+                let mut output = Vec::new();
+                finished
+                    .encode_into(&mut output)
+                    .map_err(|why| lost(false, Outcome::Serialization(why)))?;
+                tree.push(output, index).await
+            }
+        }
+    }
+
+    async fn finish(self) -> Result<Option<Vec<u8>>, Lost> {
+        match self {
+            Folding::Typed { fold, last } => fold.finish().map_err(|why| Lost {
+                index: last,
+                by_reducer: true,
+                outcome: Outcome::Serialization(why),
+            }),
+            Folding::Encoded(tree) => tree.finish().await,
+        }
+    }
 }
 
 /// A fold in progress: the roots of complete subtrees over consecutive outputs, left to
@@ -159,18 +208,98 @@ impl Tree {
     }
 }
 
-/// Runs a started task to its encoded output, or the outcome that says why there is none.
-async fn output_of(future: TaskFuture) -> Result<Vec<u8>, Outcome<'static>> {
+/// Runs a started task until it holds its output, or to the outcome that says why it has none.
+async fn finished(future: TaskFuture) -> Result<TaskFuture, Outcome<'static>> {
     let mut future = CatchUnwind::new(future);
     match (&mut future).await {
         Err(panic) => Err(Outcome::Panicked(panic)),
         Ok(Err(Failure::Failed(err))) => Err(Outcome::Failed(err)),
         Ok(Err(Failure::Serialization(why))) => Err(Outcome::Serialization(why)),
-        Ok(Ok(())) => {
-            let running = future.get_ref();
-            let mut out = Vec::new();
-            running.encode_into(&mut out).map_err(Outcome::Serialization)?;
-            Ok(out)
+        Ok(Ok(())) => Ok(future.into_inner()),
+    }
+}
+
+/// Runs a started task to its encoded output, or the outcome that says why there is none.
+async fn output_of(future: TaskFuture) -> Result<Vec<u8>, Outcome<'static>> {
+    let finished = finished(future).await?;
+    let mut out = Vec::new();
+    finished.encode_into(&mut out).map_err(Outcome::Serialization)?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use polyloop_wire::{RemoteError, Task};
+
+    use super::*;
+    use crate::registry::TypedFoldOf;
+
+    polyloop_wire::task_spec! {
+        Text: u64 => String = "t::text"
+    }
+    impl Task for Text {
+        async fn run(x: u64) -> Result<String, RemoteError> {
+            // Later inputs finish first: the fold must put them back in order.
+            tokio::time::sleep(std::time::Duration::from_millis(20 - x % 20)).await;
+            Ok(x.to_string())
+        }
+    }
+
+    polyloop_wire::task_spec! {
+        Join: (String, String) => String = "t::join"
+    }
+    impl Task for Join {
+        async fn run((a, b): (String, String)) -> Result<String, RemoteError> {
+            if b.starts_with("666") {
+                return Err(RemoteError::from_display(&"not that one"));
+            }
+            Ok(format!("{a},{b}"))
+        }
+    }
+
+    static TEXT: TaskEntry = TaskEntry::of::<Text>();
+    /// Folded through encodings, as a reducer without a typed fold is.
+    static JOIN_ENCODED: TaskEntry = TaskEntry::of::<Join>();
+    /// Folded unencoded, as a `#[polyloop::task]` reducer is.
+    static JOIN_TYPED: TaskEntry =
+        TaskEntry::of::<Join>().with_typed_fold(TypedFoldOf::<Join>::start);
+
+    fn inputs(values: impl Iterator<Item = u64>) -> Vec<Vec<u8>> {
+        values.map(|x| postcard::to_allocvec(&x).unwrap()).collect()
+    }
+
+    async fn run(reducer: &'static TaskEntry, values: &[Vec<u8>]) -> Result<Option<String>, Lost> {
+        let slices: Vec<&[u8]> = values.iter().map(Vec::as_slice).collect();
+        let folded = try_fold(&TEXT, reducer, &slices, 16, 128).await?;
+        Ok(folded.map(|bytes| postcard::from_bytes(&bytes).unwrap()))
+    }
+
+    #[tokio::test]
+    async fn both_folds_keep_input_order_and_agree() {
+        let values = inputs(0..100);
+        let expected = (0..100).map(|x: u64| x.to_string()).collect::<Vec<_>>().join(",");
+        for reducer in [&JOIN_ENCODED, &JOIN_TYPED] {
+            let folded =
+                run(reducer, &values).await.unwrap_or_else(|lost| panic!("{}", lost.index));
+            assert_eq!(folded.as_deref(), Some(expected.as_str()));
+            assert_eq!(run(reducer, &[]).await.ok(), Some(None));
+            let one = run(reducer, &inputs(7..8)).await.ok().flatten();
+            assert_eq!(one.as_deref(), Some("7"));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failing_reducer_or_input_names_its_input() {
+        // The typed fold combines 666 as it comes; the tree combines "666,667" once 667 is in.
+        for (reducer, failing) in [(&JOIN_ENCODED, 7), (&JOIN_TYPED, 6)] {
+            let Err(lost) = run(reducer, &inputs(660..670)).await else { panic!("folded") };
+            assert!(lost.by_reducer && matches!(lost.outcome, Outcome::Failed(_)));
+            assert_eq!(lost.index, failing);
+            let mut values = inputs(0..10);
+            values[4] = b"garbage that is no u64".to_vec();
+            let Err(lost) = run(reducer, &values).await else { panic!("folded") };
+            assert!(!lost.by_reducer && matches!(lost.outcome, Outcome::Serialization(_)));
+            assert_eq!(lost.index, 4);
         }
     }
 }

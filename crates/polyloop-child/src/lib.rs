@@ -65,6 +65,7 @@ pub mod __private {
     pub use polyloop_wire::{RemoteError, SCHEMAS, Task, TaskSchema, TaskSpec};
     pub use tokio;
 
+    pub use crate::registry::TypedFold;
     pub use crate::{TASKS, TaskEntry, worker_hook};
 
     /// What `#[polyloop::task(result)]` needs of a return type the macro cannot see is a
@@ -79,6 +80,32 @@ pub mod __private {
         type Err = E;
         fn into_result(self) -> Result<T, E> {
             self
+        }
+    }
+
+    /// Autoref specialization: a task whose input is two of its outputs can reduce, and gets
+    /// a fold that keeps the value unencoded (`Pool::map_reduce`).
+    #[derive(Debug)]
+    pub struct ReducerProbe<T>(pub std::marker::PhantomData<T>);
+
+    pub trait ViaReducer {
+        fn typed_fold(&self) -> Option<Box<dyn crate::registry::TypedFold>>;
+    }
+    impl<T> ViaReducer for &ReducerProbe<T>
+    where
+        T: Task<Input = (<T as TaskSpec>::Output, <T as TaskSpec>::Output)>,
+    {
+        fn typed_fold(&self) -> Option<Box<dyn crate::registry::TypedFold>> {
+            crate::registry::TypedFoldOf::<T>::start()
+        }
+    }
+
+    pub trait NotAReducer {
+        fn typed_fold(&self) -> Option<Box<dyn crate::registry::TypedFold>>;
+    }
+    impl<T> NotAReducer for ReducerProbe<T> {
+        fn typed_fold(&self) -> Option<Box<dyn crate::registry::TypedFold>> {
+            None
         }
     }
 

@@ -49,6 +49,10 @@ impl<F> CatchUnwind<F> {
     pub(crate) fn get_ref(&self) -> &F {
         &self.inner
     }
+
+    pub(crate) fn into_inner(self) -> F {
+        self.inner
+    }
 }
 
 impl<F: Future> Future for CatchUnwind<F> {

@@ -1,5 +1,6 @@
 //! The task registry: every `#[polyloop::task]` in the program, collected at link time.
 
+use std::any::Any;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -27,6 +28,11 @@ pub trait RunningTask: Send {
     fn encoded_len(&self) -> Result<usize, String>;
     /// Appends exactly [`RunningTask::encoded_len`] bytes to `out`.
     fn encode_into(&self, out: &mut Vec<u8>) -> Result<(), String>;
+    /// Takes the output out, as its own type, for a fold that combines outputs unencoded;
+    /// `None` if there is none (or the task keeps it only encoded).
+    fn take_output(self: Pin<&mut Self>) -> Option<Box<dyn Any + Send>> {
+        None
+    }
 }
 
 impl Future for dyn RunningTask {
@@ -77,6 +83,11 @@ impl<T: Task, F: Future<Output = Result<T::Output, RemoteError>> + Send> Running
         unwind_to_err(|| {
             postcard::to_extend(output, Append(out)).map(drop).map_err(|err| err.to_string())
         })
+    }
+
+    fn take_output(self: Pin<&mut Self>) -> Option<Box<dyn Any + Send>> {
+        let output = self.project().output.take()?;
+        Some(Box::new(output))
     }
 }
 
@@ -132,6 +143,9 @@ pub struct TaskEntry {
     pub run: RunFn,
     /// Runs a chunk's inputs in place; see [`InlineRun`].
     pub(crate) run_inline: InlineFn,
+    /// For a task that can reduce (its input is two of its outputs): a fold of its outputs
+    /// that keeps them unencoded between steps.
+    pub(crate) typed_fold: fn() -> Option<Box<dyn TypedFold>>,
 }
 
 impl TaskEntry {
@@ -142,7 +156,83 @@ impl TaskEntry {
             fingerprint: T::fingerprint,
             run: run_task::<T>,
             run_inline: run_inline::<T>,
+            typed_fold: || None,
         }
+    }
+
+    /// The entry, with the fold `start` makes for a task whose input is two of its outputs
+    /// (what `#[polyloop::task]` passes for every task; `None` for the others).
+    #[doc(hidden)]
+    pub const fn with_typed_fold(mut self, start: fn() -> Option<Box<dyn TypedFold>>) -> Self {
+        self.typed_fold = start;
+        self
+    }
+}
+
+/// A fold in progress that keeps its value unencoded: each output is combined with the value
+/// so far by the reducer's own code, and the result encoded once, at the end.
+#[doc(hidden)]
+pub trait TypedFold: Send {
+    /// Combines the next output (in input order) into the value so far.
+    fn push(
+        &mut self,
+        output: Box<dyn Any + Send>,
+    ) -> Pin<Box<dyn Future<Output = Result<(), Outcome<'static>>> + Send + '_>>;
+    /// The value, encoded; `None` if nothing was pushed.
+    fn finish(self: Box<Self>) -> Result<Option<Vec<u8>>, String>;
+}
+
+/// The [`TypedFold`] of reducer `T`.
+pub(crate) struct TypedFoldOf<T: Task> {
+    value: Option<T::Output>,
+}
+
+impl<T: Task> TypedFoldOf<T> {
+    pub(crate) fn start() -> Option<Box<dyn TypedFold>>
+    where
+        T: Task<
+            Input = (
+                <T as polyloop_wire::TaskSpec>::Output,
+                <T as polyloop_wire::TaskSpec>::Output,
+            ),
+        >,
+    {
+        Some(Box::new(TypedFoldOf::<T> { value: None }))
+    }
+}
+
+impl<T> TypedFold for TypedFoldOf<T>
+where
+    T: Task<
+        Input = (<T as polyloop_wire::TaskSpec>::Output, <T as polyloop_wire::TaskSpec>::Output),
+    >,
+{
+    fn push(
+        &mut self,
+        output: Box<dyn Any + Send>,
+    ) -> Pin<Box<dyn Future<Output = Result<(), Outcome<'static>>> + Send + '_>> {
+        Box::pin(async move {
+            let output = *output.downcast::<T::Output>().map_err(|_| {
+                Outcome::Serialization(format!(
+                    "the reducer `{}` takes another type than the task's output",
+                    T::NAME
+                ))
+            })?;
+            self.value = Some(match self.value.take() {
+                None => output,
+                Some(value) => match CatchUnwind::new(T::run((value, output))).await {
+                    Err(panic) => return Err(Outcome::Panicked(panic)),
+                    Ok(Err(err)) => return Err(Outcome::Failed(err)),
+                    Ok(Ok(folded)) => folded,
+                },
+            });
+            Ok(())
+        })
+    }
+
+    fn finish(self: Box<Self>) -> Result<Option<Vec<u8>>, String> {
+        let Some(value) = self.value else { return Ok(None) };
+        unwind_to_err(|| postcard::to_allocvec(&value).map(Some).map_err(|err| err.to_string()))
     }
 }
 

@@ -228,7 +228,17 @@ fn expand_task(
             #[#private::linkme::distributed_slice(#private::TASKS)]
             #[linkme(crate = #private::linkme)]
             static ENTRY: #private::TaskEntry =
-                #private::TaskEntry::of::<#name>();
+                #private::TaskEntry::of::<#name>().with_typed_fold({
+                    fn start() -> ::core::option::Option<
+                        ::std::boxed::Box<dyn #private::TypedFold>,
+                    > {
+                        #[allow(unused_imports)]
+                        use #private::{NotAReducer as _, ViaReducer as _};
+                        (&&#private::ReducerProbe::<#name>(::core::marker::PhantomData))
+                            .typed_fold()
+                    }
+                    start
+                });
 
             #[#private::linkme::distributed_slice(#private::SCHEMAS)]
             #[linkme(crate = #private::linkme)]
