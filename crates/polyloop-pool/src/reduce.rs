@@ -25,7 +25,11 @@ impl Pool {
     /// reducer's, with [`TaskError::input_index`]) stops the map, as [`map`](Pool::map) does.
     ///
     /// The reducer must be associative, not commutative: outputs are folded in input order
-    /// within a batch and across batches. Inputs are pulled lazily, in batches.
+    /// within a batch and across batches. Inputs are pulled lazily, in batches of up to 4096
+    /// (a quarter of each worker's share of the input's size hint), and a batch runs as one
+    /// task: a pool-wide [`task_timeout`](crate::PoolBuilder::task_timeout) and
+    /// [`retries`](crate::PoolBuilder::retries) apply to each batch as a whole, and
+    /// `child_concurrency` of its inputs run at once.
     ///
     /// ```
     /// # use polyloop_pool::Pool;
