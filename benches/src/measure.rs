@@ -1,5 +1,5 @@
 //! Measurement helpers: percentiles, rates, CPU-bound busy work, the shared values' dataset and
-//! page sums, process memory and writes, progress lines.
+//! page sums, the word count's documents, process memory, reads and writes, progress lines.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -134,6 +134,34 @@ pub fn bytes_written() -> Option<u64> {
     io.lines().find_map(|line| line.strip_prefix("wchar:")?.trim().parse().ok())
 }
 
+/// The bytes this process has got from `read`-family syscalls so far, on any descriptor and
+/// from any thread (`rchar` of `/proc/self/io`, which `recv(2)` does not add to); `None` where
+/// there is no such file.
+pub fn bytes_read() -> Option<u64> {
+    let io = std::fs::read_to_string("/proc/self/io").ok()?;
+    io.lines().find_map(|line| line.strip_prefix("rchar:")?.trim().parse().ok())
+}
+
+/// `n` documents of `words` words each, drawn from `vocabulary` distinct words (`w0`, `w1`, ...)
+/// in a fixed pseudo-random order: the inputs of workload 11, as `examples/mapreduce.rs` of the
+/// facade makes them.
+pub fn documents(n: u64, words: u64, vocabulary: u64) -> Vec<String> {
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    (0..n)
+        .map(|_| {
+            (0..words)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    format!("w{}", state % vocabulary.max(1))
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect()
+}
+
 /// Peak and current resident set size of a process, in MiB, from `/proc/<pid>/status`.
 #[derive(Debug, Clone, Copy)]
 pub struct Rss {
@@ -228,6 +256,28 @@ mod tests {
             assert!(bytes_written().unwrap() >= before + 1000);
             std::fs::remove_file(path).unwrap();
         }
+    }
+
+    #[test]
+    fn counts_its_own_reads() {
+        if cfg!(target_os = "linux") {
+            let before = bytes_read().expect("own /proc io");
+            let _ = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+            assert!(bytes_read().unwrap() > before + 1000);
+        }
+    }
+
+    #[test]
+    fn documents_have_their_words_from_the_vocabulary() {
+        let docs = documents(3, 200, 50);
+        assert_eq!(docs.len(), 3);
+        for doc in &docs {
+            let words: Vec<&str> = doc.split_whitespace().collect();
+            assert_eq!(words.len(), 200);
+            assert!(words.iter().all(|w| w[1..].parse::<u64>().is_ok_and(|i| i < 50)));
+        }
+        assert_ne!(docs[0], docs[1]);
+        assert_eq!(documents(3, 200, 50), docs);
     }
 
     #[test]

@@ -164,6 +164,12 @@ pub struct Params {
     pub atomics_tasks: u64,
     /// `fetch_add`s of one each of them does (workload 10).
     pub atomics_adds: u64,
+    /// Documents counted by the word count of `map_reduce` (workload 11).
+    pub reduce_docs: u64,
+    /// Words in each of them (workload 11).
+    pub reduce_words: u64,
+    /// Distinct words they are drawn from (workload 11).
+    pub reduce_vocabulary: u64,
     /// Inputs mapped at each point of the sweep.
     pub sweep_n: u64,
     /// The pool shapes of the sweep.
@@ -200,6 +206,9 @@ impl Params {
                 shared_tasks: 1_000,
                 atomics_tasks: 1_000,
                 atomics_adds: 100,
+                reduce_docs: 2_000,
+                reduce_words: 200,
+                reduce_vocabulary: 5_000,
                 sweep_n: 5_000,
                 sweep_series: vec![SweepSeries::new(2, false)],
                 sweep_concurrency: vec![1, 16, 256],
@@ -228,6 +237,9 @@ impl Params {
                 shared_tasks: 10_000,
                 atomics_tasks: 10_000,
                 atomics_adds: 100,
+                reduce_docs: 20_000,
+                reduce_words: 200,
+                reduce_vocabulary: 5_000,
                 sweep_n: 100_000,
                 sweep_series: vec![
                     SweepSeries::new(1, false),

@@ -1,10 +1,11 @@
-//! The end-to-end benchmark suite that `cargo xtask bench` runs: its ten workloads through
+//! The end-to-end benchmark suite that `cargo xtask bench` runs: its eleven workloads through
 //! polyloop's facade, beside the same work done by tokio tasks in one process and the raw limits of
 //! the machine, written as one JSON document.
 //!
 //! Usage: `suite [--quick] [--json <path>]` (without `--json` the document goes to stdout).
 //! Progress goes to stderr. Every figure is measured in this one run, so ratios are fair.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -87,6 +88,30 @@ async fn count_up(counter: polyloop::SharedAtomics, adds: u64) {
     }
 }
 
+/// The words of one document and how often each occurs (workload 11).
+#[polyloop::task]
+async fn count_words(document: String) -> HashMap<String, u64> {
+    let mut counts = HashMap::new();
+    for word in document.split_whitespace() {
+        *counts.entry(word.to_owned()).or_default() += 1;
+    }
+    counts
+}
+
+/// Two word counts merged into one: associative, as `map_reduce` needs (workload 11).
+#[polyloop::task]
+async fn merge(mut a: HashMap<String, u64>, b: HashMap<String, u64>) -> HashMap<String, u64> {
+    merge_into(&mut a, b);
+    a
+}
+
+/// Adds the counts of `b` to `a`.
+fn merge_into(a: &mut HashMap<String, u64>, b: HashMap<String, u64>) {
+    for (word, count) in b {
+        *a.entry(word).or_default() += count;
+    }
+}
+
 /// Counting what the process hands to `send(2)`, which `/proc/self/io` does not: its `wchar`
 /// counts the `write` family only, and polyloop's sockets (`polyloop-socket`) write with `send`.
 ///
@@ -125,6 +150,65 @@ mod sent {
     }
 }
 
+/// Counting what the process gets from `recv(2)` and `recvfrom(2)`, which `/proc/self/io` does
+/// not: its `rchar` counts the `read` family only, and polyloop's sockets read through std's
+/// `UnixStream::read`, which calls libc's `recv`.
+///
+/// As with [`sent`], the suite defines the C symbols itself, so every call to them in this
+/// binary comes here, counts the bytes and makes the same syscall.
+#[cfg(target_os = "linux")]
+mod received {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    static RECEIVED: AtomicU64 = AtomicU64::new(0);
+
+    /// Bytes returned by `recv(2)` and `recvfrom(2)` in this process so far, from any thread.
+    pub(crate) fn bytes() -> u64 {
+        RECEIVED.load(Ordering::Relaxed)
+    }
+
+    fn counted(n: libc::c_long) -> libc::ssize_t {
+        if n > 0 {
+            RECEIVED.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        n as libc::ssize_t
+    }
+
+    /// `recv(2)`, as libc defines it: `recvfrom` without an address.
+    ///
+    /// # Safety
+    /// As for libc's `recv`: `buf` is writable for `len` bytes.
+    #[unsafe(no_mangle)]
+    pub(crate) unsafe extern "C" fn recv(
+        fd: libc::c_int,
+        buf: *mut libc::c_void,
+        len: libc::size_t,
+        flags: libc::c_int,
+    ) -> libc::ssize_t {
+        let (none, no_len) = (std::ptr::null_mut::<libc::sockaddr>(), std::ptr::null_mut::<u32>());
+        // SAFETY: the caller's promise about `buf`; recvfrom with no address is recv.
+        counted(unsafe { libc::syscall(libc::SYS_recvfrom, fd, buf, len, flags, none, no_len) })
+    }
+
+    /// `recvfrom(2)`, as libc defines it.
+    ///
+    /// # Safety
+    /// As for libc's `recvfrom`: `buf` is writable for `len` bytes, and `addr`, if not null,
+    /// for `*addr_len`.
+    #[unsafe(no_mangle)]
+    pub(crate) unsafe extern "C" fn recvfrom(
+        fd: libc::c_int,
+        buf: *mut libc::c_void,
+        len: libc::size_t,
+        flags: libc::c_int,
+        addr: *mut libc::sockaddr,
+        addr_len: *mut libc::socklen_t,
+    ) -> libc::ssize_t {
+        // SAFETY: the caller's promises about `buf`, `addr` and `addr_len`.
+        counted(unsafe { libc::syscall(libc::SYS_recvfrom, fd, buf, len, flags, addr, addr_len) })
+    }
+}
+
 /// The command line.
 #[derive(Debug)]
 struct Args {
@@ -151,7 +235,7 @@ impl Args {
     }
 }
 
-const STEPS: usize = 11;
+const STEPS: usize = 12;
 
 /// One run of the suite: its sizes, the report it fills in, and its progress lines.
 #[derive(Debug)]
@@ -472,6 +556,10 @@ mod pool {
         }
         #[cfg(not(target_os = "linux"))]
         run.progress.note("n/a on this OS: shared values need Linux");
+
+        run.progress.step("11. a word count with map_reduce, and with map and a merge here");
+        let outcome = limited(limit, reduce::word_count(run)).await;
+        run.check(&reduce::KEYS, outcome);
     }
 
     async fn noop_map(pool: &Pool, n: u64) -> anyhow::Result<f64> {
@@ -914,6 +1002,176 @@ mod pool {
             {
                 run.report.reference("shared_atomics_ms", ms);
             }
+            Ok(())
+        }
+    }
+
+    /// Workload 11: a word count over many documents, folded in the workers by `map_reduce`,
+    /// beside `map` and a merge of every document's table in the parent.
+    mod reduce {
+        use super::*;
+
+        /// Rounds of each, interleaved and in alternating order; the medians are reported.
+        const ROUNDS: usize = 3;
+
+        /// The figures workload 11 reports.
+        pub(in crate::pool) const KEYS: [&str; 4] = [
+            "reduce_ms",
+            "reduce_map_merge_ms",
+            "reduce_bytes_read",
+            "reduce_map_merge_bytes_read",
+        ];
+
+        /// A word count's table.
+        type Counts = HashMap<String, u64>;
+
+        /// The bytes the parent got from `read` and `recv` syscalls while `work` ran (`rchar` of
+        /// `/proc/self/io` and the suite's own count of `recv`), beside its output; `None`
+        /// where that cannot be counted (not Linux).
+        async fn counting_reads<T>(
+            work: impl Future<Output = anyhow::Result<T>>,
+        ) -> anyhow::Result<(T, Option<u64>)> {
+            #[cfg(target_os = "linux")]
+            let read = || {
+                let rchar = measure::bytes_read().context("/proc/self/io has no rchar")?;
+                anyhow::Ok(Some(rchar + crate::received::bytes()))
+            };
+            #[cfg(not(target_os = "linux"))]
+            let read = || anyhow::Ok(None::<u64>);
+            let before = read()?;
+            let out = work.await?;
+            let after = read()?;
+            Ok((out, before.zip(after).map(|(before, after)| after.saturating_sub(before))))
+        }
+
+        /// Tasks the workers have finished so far: folds for `map_reduce`, documents for `map`.
+        fn tables_back(pool: &Pool) -> u64 {
+            tasks_done(pool).iter().sum()
+        }
+
+        /// `map_reduce(count_words, docs, merge)`: its count, time and bytes read, and how many
+        /// tables came back.
+        async fn reduced(
+            pool: &Pool,
+            docs: &[String],
+        ) -> anyhow::Result<(Counts, f64, Option<u64>, u64)> {
+            let before = tables_back(pool);
+            let ((counts, ms), read) = counting_reads(async {
+                let started = Instant::now();
+                let counts = pool.map_reduce(count_words, docs.iter().cloned(), merge).await?;
+                anyhow::Ok((counts.unwrap_or_default(), millis(started.elapsed())))
+            })
+            .await?;
+            Ok((counts, ms, read, tables_back(pool) - before))
+        }
+
+        /// The reference: `map(count_words, docs)`, then every table merged here.
+        async fn mapped(
+            pool: &Pool,
+            docs: &[String],
+        ) -> anyhow::Result<(Counts, f64, Option<u64>, u64)> {
+            let before = tables_back(pool);
+            let ((counts, ms), read) = counting_reads(async {
+                let started = Instant::now();
+                let tables: Vec<Counts> = pool.map(count_words, docs.iter().cloned()).await?;
+                let mut counts = Counts::new();
+                for table in tables {
+                    merge_into(&mut counts, table);
+                }
+                anyhow::Ok((counts, millis(started.elapsed())))
+            })
+            .await?;
+            Ok((counts, ms, read, tables_back(pool) - before))
+        }
+
+        fn millis(elapsed: Duration) -> f64 {
+            elapsed.as_secs_f64() * 1e3
+        }
+
+        /// Workload 11 on one pool: [`ROUNDS`] rounds of `map_reduce` and of the reference,
+        /// interleaved, the first of each round alternating, each result checked against the
+        /// other and against a count made here. The bytes read are the most of any round.
+        pub(in crate::pool) async fn word_count(run: &mut Run) -> anyhow::Result<()> {
+            let params = &run.params;
+            let docs = measure::documents(
+                params.reduce_docs,
+                params.reduce_words,
+                params.reduce_vocabulary,
+            );
+            let mut expected = Counts::new();
+            for doc in &docs {
+                for word in doc.split_whitespace() {
+                    *expected.entry(word.to_owned()).or_default() += 1;
+                }
+            }
+            let pool = builder(params).build().await?;
+            // Neither timed map is the pool's first work.
+            let warm = &docs[..docs.len().min(100)];
+            reduced(&pool, warm).await?;
+            mapped(&pool, warm).await?;
+            #[cfg(target_os = "linux")]
+            let received_before = crate::received::bytes();
+
+            let (mut reduce_ms, mut map_ms) = (Vec::new(), Vec::new());
+            let (mut reduce_read, mut map_read) = (None::<u64>, None::<u64>);
+            let (mut reduce_tables, mut map_tables) = (0, 0);
+            for round in 0..ROUNDS {
+                let mut by_reduce = None;
+                let mut by_map = None;
+                for reduce_now in [round % 2 == 0, round % 2 != 0] {
+                    if reduce_now {
+                        let (counts, ms, read, tables) = reduced(&pool, &docs).await?;
+                        reduce_ms.push(ms);
+                        reduce_read = reduce_read.max(read);
+                        reduce_tables = tables;
+                        by_reduce = Some(counts);
+                    } else {
+                        let (counts, ms, read, tables) = mapped(&pool, &docs).await?;
+                        map_ms.push(ms);
+                        map_read = map_read.max(read);
+                        map_tables = tables;
+                        by_map = Some(counts);
+                    }
+                }
+                anyhow::ensure!(
+                    by_reduce == by_map,
+                    "map_reduce and map + merge counted differently"
+                );
+                anyhow::ensure!(
+                    by_map.as_ref() == Some(&expected),
+                    "both counts differ from the parent's own"
+                );
+            }
+            #[cfg(target_os = "linux")]
+            anyhow::ensure!(
+                crate::received::bytes() > received_before,
+                "the suite's recv counted nothing: polyloop's sockets read some other way"
+            );
+            pool.close().await?;
+
+            let (reduce, map) = (measure::median(reduce_ms), measure::median(map_ms));
+            run.report.polyloop("reduce_map_merge_ms", map);
+            run.report.polyloop("reduce_tables_back", reduce_tables as f64);
+            run.report.polyloop("reduce_map_merge_tables_back", map_tables as f64);
+            let bytes =
+                |read: Option<u64>| read.map_or_else(|| "n/a".to_owned(), |b| b.to_string());
+            if let (Some(reduce_read), Some(map_read)) = (reduce_read, map_read) {
+                run.report.polyloop("reduce_bytes_read", reduce_read as f64);
+                run.report.polyloop("reduce_map_merge_bytes_read", map_read as f64);
+            }
+            run.polyloop(
+                "reduce_ms",
+                reduce,
+                &format!(
+                    "polyloop: {} documents, map_reduce {reduce:.1} ms ({reduce_tables} tables \
+                     back, {} bytes read), map + merge {map:.1} ms ({map_tables} tables back, {} \
+                     bytes read): {:.2}x",
+                    docs.len(),
+                    bytes(reduce_read),
+                    bytes(map_read),
+                    reduce / map
+                ),
+            );
             Ok(())
         }
     }

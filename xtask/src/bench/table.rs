@@ -309,19 +309,19 @@ const ROWS: &[RowSpec] = &[
         mp_pool: true,
         aiomp: false,
     },
-    shared_row("shared_kept_ms", Unit::Millis, Target::None, |p| {
+    polyloop_row("shared_kept_ms", Unit::Millis, Target::None, |p| {
         format!(
             "9. the same {} tasks, a 16-byte input, the dataset from the initializer",
             grouped(p.shared_tasks)
         )
     }),
-    shared_row("shared_bytes_written", Unit::Bytes, Target::Below(2.0 * MIB), |_| {
+    polyloop_row("shared_bytes_written", Unit::Bytes, Target::Below(2.0 * MIB), |_| {
         "9. bytes the parent wrote (write + send) during that map".to_owned()
     }),
-    shared_row("shared_bytes_create_ms", Unit::Millis, Target::None, |p| {
+    polyloop_row("shared_bytes_create_ms", Unit::Millis, Target::None, |p| {
         format!("9. creating the {} SharedBytes (not in its map's time)", mib(p.shared_bytes))
     }),
-    shared_row(
+    polyloop_row(
         "shared_atomics_ms",
         Unit::Millis,
         Target::EndsAtExactly {
@@ -336,10 +336,42 @@ const ROWS: &[RowSpec] = &[
             )
         },
     ),
+    polyloop_row(
+        "reduce_ms",
+        Unit::Millis,
+        Target::AtMostTimesPolyloop {
+            factor: 1.0,
+            key: "reduce_map_merge_ms",
+            name: "map + merge",
+        },
+        |p| {
+            format!(
+                "11. word count, map_reduce(count_words, {} docs of {} words, merge)",
+                grouped(p.reduce_docs),
+                grouped(p.reduce_words)
+            )
+        },
+    ),
+    polyloop_row("reduce_map_merge_ms", Unit::Millis, Target::None, |_| {
+        "11. the same count, map(count_words, docs) and a merge here".to_owned()
+    }),
+    polyloop_row(
+        "reduce_bytes_read",
+        Unit::Bytes,
+        Target::AtMostTimesPolyloop {
+            factor: 0.01,
+            key: "reduce_map_merge_bytes_read",
+            name: "map + merge",
+        },
+        |_| "11. bytes the parent read (read + recv), map_reduce: a table a batch".to_owned(),
+    ),
+    polyloop_row("reduce_map_merge_bytes_read", Unit::Bytes, Target::None, |_| {
+        "11. bytes the parent read, map + merge: a table a document".to_owned()
+    }),
 ];
 
-/// A row of workloads 9 and 10 (the shared values, Linux only) that only polyloop runs.
-const fn shared_row(
+/// A row that only polyloop runs: workloads 9 and 10 (the shared values, Linux only) and 11.
+const fn polyloop_row(
     key: &'static str,
     unit: Unit,
     target: Target,
@@ -627,7 +659,14 @@ impl<'a> Report<'a> {
              made the parent pass to `write` and `send` syscalls, on any descriptor (its \
              sockets, tokio's wake-ups): `wchar` of `/proc/self/io`, which counts the `write` \
              family only, plus the suite's own count of `send(2)`, which polyloop's sockets \
-             use. Row 10's counter must end at exactly tasks x adds in each of its 3 maps.\n",
+             use. Row 10's counter must end at exactly tasks x adds in each of its 3 maps.\n\
+             - **11, map_reduce**: a word count over the documents, \
+             `map_reduce(count_words, docs, merge)` against `map(count_words, docs)` and a merge \
+             of every table in the parent, on one pool, 3 rounds of each interleaved (medians); \
+             the row fails unless both counts agree with the parent's own. *Bytes read* is the \
+             most any round made the parent get from `read` and `recv` syscalls: `rchar` of \
+             `/proc/self/io`, which counts the `read` family only, plus the suite's own count \
+             of `recv(2)`, which polyloop's sockets use (Linux only).\n",
         );
         if let Some(python) = self.python {
             if let Some(doc) = python.aiomultiprocess.report() {
@@ -984,6 +1023,34 @@ mod tests {
         assert_eq!(
             (atomics.label)(&quick),
             "10. SharedAtomics counter: 1,000 tasks x 100 fetch_add"
+        );
+    }
+
+    #[test]
+    fn judges_map_reduce_against_map_and_merge_of_the_same_run() {
+        let mut suite = SuiteReport::new(Params::new(false));
+        let time = row("reduce_ms");
+        assert_eq!(judge(time, Some(400.0), &suite, None), ("<= 1x map + merge".to_owned(), None));
+        suite.polyloop.insert("reduce_map_merge_ms", 800.0);
+        assert_eq!(
+            judge(time, Some(400.0), &suite, None),
+            ("<= 1x map + merge = 800.0 ms".to_owned(), Some(true))
+        );
+        assert_eq!(judge(time, Some(801.0), &suite, None).1, Some(false));
+        let bytes = row("reduce_bytes_read");
+        suite.polyloop.insert("reduce_map_merge_bytes_read", 100.0 * MIB);
+        assert_eq!(
+            judge(bytes, Some(0.5 * MIB), &suite, None),
+            ("<= 0.01x map + merge = 1.00 MiB".to_owned(), Some(true))
+        );
+        assert_eq!(judge(bytes, Some(1.5 * MIB), &suite, None).1, Some(false));
+        assert_eq!(
+            (time.label)(&Params::new(true)),
+            "11. word count, map_reduce(count_words, 2,000 docs of 200 words, merge)"
+        );
+        assert_eq!(
+            (time.label)(&Params::new(false)),
+            "11. word count, map_reduce(count_words, 20,000 docs of 200 words, merge)"
         );
     }
 
