@@ -4,6 +4,7 @@
 //! folds their outputs with the reducer, so one partial result per batch comes back. The
 //! parent folds the partials, in input order, with the same reducer.
 
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use polyloop_wire::{Fold, FoldInput, FoldOutput, PartOutcomes, Task, TaskSpec};
@@ -15,6 +16,10 @@ use crate::{Pool, TaskError};
 /// The most inputs one fold runs: enough that a batch's partial result is worth its trip,
 /// few enough that a map still spreads over the workers and a failure stops it early.
 const MAX_BATCH: usize = 4096;
+/// The first batch of inputs whose number is unknown (no size hint): each next one is twice
+/// as large, up to [`MAX_BATCH`], so that few inputs still spread over the workers and many
+/// are still folded in large batches.
+const FIRST_UNSIZED_BATCH: usize = 16;
 
 impl Pool {
     /// Runs `task` on every input and folds the outputs with `reducer`, an associative task
@@ -26,7 +31,8 @@ impl Pool {
     ///
     /// The reducer must be associative, not commutative: outputs are folded in input order
     /// within a batch and across batches. Inputs are pulled lazily, in batches of up to 4096
-    /// (a quarter of each worker's share of the input's size hint), and a batch runs as one
+    /// (a quarter of each worker's share of the input's size hint; without a hint, 16 inputs
+    /// first, each next batch twice as many), and a batch runs as one
     /// task: a pool-wide [`task_timeout`](crate::PoolBuilder::task_timeout) and
     /// [`retries`](crate::PoolBuilder::retries) apply to each batch as a whole, and
     /// `child_concurrency` of its inputs run at once.
@@ -72,10 +78,14 @@ impl Pool {
         })?;
         let config = &shared.config;
         let inputs = inputs.into_iter();
-        let batch = (inputs.size_hint().0 / (4 * shared.seats.len())).clamp(1, MAX_BATCH);
+        let batch = match inputs.size_hint().0 / (4 * shared.seats.len()) {
+            0 if inputs.size_hint().0 == 0 => Batch::Growing(FIRST_UNSIZED_BATCH),
+            share => Batch::Fixed(share.clamp(1, MAX_BATCH)),
+        };
         let batches = Batches::<T, _> {
             inputs,
             batch,
+            starts: Arc::default(),
             taken: 0,
             done: false,
             template: FoldInput {
@@ -91,12 +101,13 @@ impl Pool {
             _task: std::marker::PhantomData,
         };
         let (failed, _pins) = (Arc::clone(&batches.failed), Arc::clone(&batches.pins));
+        let starts = Arc::clone(&batches.starts);
         let mut partials = self.map_stream(Fold, batches).fail_fast();
         let mut folded: Option<T::Output> = None;
-        let mut first = 0u64;
         while let Some(result) = partials.next().await {
-            let start = first;
-            first += batch as u64;
+            // Results come in batch order: this is the oldest batch not yet folded.
+            let start =
+                starts.lock().unwrap_or_else(PoisonError::into_inner).pop_front().unwrap_or(0);
             let partial = match result {
                 Ok(FoldOutput::Empty) => continue,
                 Ok(FoldOutput::Folded(bytes)) => {
@@ -137,12 +148,14 @@ impl Pool {
     }
 }
 
-/// The inputs of a map-reduce, encoded into one [`FoldInput`] per `batch` inputs. An input
+/// The inputs of a map-reduce, encoded into one [`FoldInput`] per batch. An input
 /// that does not serialize ends them, its error kept in `failed`; the shared values the inputs
 /// refer to are kept in `pins` until the map-reduce is done.
 struct Batches<T, I> {
     inputs: I,
-    batch: usize,
+    batch: Batch,
+    /// The position of each batch's first input, for the batches not yet folded.
+    starts: Arc<Mutex<VecDeque<u64>>>,
     /// Inputs taken from `inputs` so far.
     taken: u64,
     /// Set once an input failed to serialize: nothing after it is taken.
@@ -153,6 +166,29 @@ struct Batches<T, I> {
     _task: std::marker::PhantomData<fn() -> T>,
 }
 
+/// How many inputs a batch takes.
+#[derive(Debug, Clone, Copy)]
+enum Batch {
+    Fixed(usize),
+    /// The next batch's size, which doubles.
+    Growing(usize),
+}
+
+impl Batch {
+    fn len(self) -> usize {
+        match self {
+            Batch::Fixed(len) | Batch::Growing(len) => len,
+        }
+    }
+
+    fn next(self) -> Batch {
+        match self {
+            Batch::Fixed(_) => self,
+            Batch::Growing(len) => Batch::Growing((2 * len).min(MAX_BATCH)),
+        }
+    }
+}
+
 impl<T: TaskSpec, I: Iterator<Item = T::Input>> Iterator for Batches<T, I> {
     type Item = FoldInput;
 
@@ -161,6 +197,8 @@ impl<T: TaskSpec, I: Iterator<Item = T::Input>> Iterator for Batches<T, I> {
             return None;
         }
         let mut fold = FoldInput { inputs: Vec::new(), ..self.template.clone() };
+        let start = self.taken;
+        let len = self.batch.len();
         let mut scratch = Vec::new();
         let mut pins = polyloop_shm::Pins::default();
         for input in self.inputs.by_ref() {
@@ -183,19 +221,25 @@ impl<T: TaskSpec, I: Iterator<Item = T::Input>> Iterator for Batches<T, I> {
                     break;
                 }
             }
-            if fold.count as usize == self.batch {
+            if fold.count as usize == len {
                 break;
             }
         }
         self.pins.lock().unwrap_or_else(PoisonError::into_inner).extend(pins);
-        (fold.count > 0).then_some(fold)
+        if fold.count == 0 {
+            return None;
+        }
+        self.batch = self.batch.next();
+        self.starts.lock().unwrap_or_else(PoisonError::into_inner).push_back(start);
+        Some(fold)
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
         if self.done {
             return (0, Some(0));
         }
+        // At most as many batches as inputs; at least one per largest batch.
         let (low, high) = self.inputs.size_hint();
-        (low.div_ceil(self.batch), high.map(|high| high.div_ceil(self.batch)))
+        (low.div_ceil(MAX_BATCH), high)
     }
 }

@@ -64,8 +64,14 @@ async fn outputs_are_folded_in_the_workers_and_one_partial_per_batch_comes_back(
     assert_eq!(sum, Some((0..n).map(|x| x * x).sum()));
     // A batch is at most 4096 inputs and a quarter of each worker's share: 100,000 inputs
     // over 2 workers make 25 folds, the only tasks the workers ran.
-    let folds: u64 = pool.stats().workers.iter().map(|worker| worker.tasks_done).sum();
-    assert_eq!(folds, 25);
+    let folds = || pool.stats().workers.iter().map(|worker| worker.tasks_done).sum::<u64>();
+    assert_eq!(folds(), 25);
+    // Without a size hint: batches of 16, 32, ... 4096 inputs, then 4096 each: 12 folds for
+    // 20,000 inputs.
+    let unsized_inputs = (0..20_000u64).filter(|_| true);
+    let sum = pool.map_reduce(square, unsized_inputs, add).await.unwrap();
+    assert_eq!(sum, Some((0..20_000u64).map(|x| x * x).sum()));
+    assert_eq!(folds(), 25 + 12);
     pool.close().await.unwrap();
 }
 
@@ -87,6 +93,10 @@ async fn a_failing_input_or_reducer_ends_the_map_reduce_named_by_its_input() {
     let err = pool.map_reduce(fails_at_3001, 0..10_000u64, add).await.unwrap_err();
     assert!(err.is_failed() && err.message() == "3001 is cursed", "{err:?}");
     assert_eq!(err.input_index(), Some(3001));
+    // In batches that grow (no size hint), too.
+    let unsized_inputs = (0..10_000u64).filter(|_| true);
+    let err = pool.map_reduce(fails_at_3001, unsized_inputs, add).await.unwrap_err();
+    assert_eq!(err.input_index(), Some(3001), "{err:?}");
 
     // The squares of 0 to 255 add up to 5,559,680: some combination in the first batch's
     // worker (inputs 0 to 249) goes past a million, before input 250.
