@@ -1022,6 +1022,24 @@ async fn two_hundred_pools_leak_no_fd_process_or_zombie() -> anyhow::Result<()> 
     assert_cycles_leak_nothing(Cycle::MapClose, 200).await
 }
 
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn three_hundred_pools_with_shared_values_leak_no_fd_mapping_or_process() -> anyhow::Result<()>
+{
+    assert_cycles_leak_nothing(Cycle::SharedMapClose, 300).await?;
+    let maps = std::fs::read_to_string("/proc/self/maps")?;
+    let mapped = maps.lines().filter(|line| line.contains("memfd:polyloop-shared")).count();
+    assert_eq!(mapped, 0, "shared memory still mapped in the parent");
+    Ok(())
+}
+
+/// Sums a shared value's bytes and counts itself in `counter[0]`.
+#[polyloop::task]
+async fn sum_shared(data: polyloop::SharedBytes, counter: polyloop::SharedAtomics) -> u64 {
+    counter[0].fetch_add(1, Ordering::Relaxed);
+    data.iter().map(|&b| u64::from(b)).sum()
+}
+
 #[tokio::test]
 async fn pools_dropped_busy_leak_no_fd_process_or_zombie() -> anyhow::Result<()> {
     assert_cycles_leak_nothing(Cycle::DropBusy, 50).await
@@ -1041,6 +1059,8 @@ enum Cycle {
     DropBusy,
     /// Build, run tasks some of which end their worker's process, close.
     LoseWorkersClose,
+    /// Build, map tasks over a new shared value and counter, close, drop the values.
+    SharedMapClose,
 }
 
 impl Cycle {
@@ -1066,6 +1086,15 @@ impl Cycle {
                     let _ = handle.await;
                 }
                 assert!(restarts(&pool) >= 1, "tasks 8 and 18 ended their worker");
+            }
+            Cycle::SharedMapClose => {
+                let data = polyloop::SharedBytes::copy_from_slice(&[3; 64 << 10])?;
+                let counter = polyloop::SharedAtomics::new(1)?;
+                let inputs = (0..32).map(|_| (data.clone(), counter.clone()));
+                let sums = pool.map(sum_shared, inputs).await?;
+                assert!(sums.iter().all(|&sum| sum == 3 * (64 << 10)));
+                assert_eq!(counter[0].load(Ordering::Relaxed), 32);
+                pool.close().await?;
             }
         }
         Ok(())
