@@ -4,7 +4,6 @@
 //! folds their outputs with the reducer, so one partial result per batch comes back. The
 //! parent folds the partials, in input order, with the same reducer.
 
-use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use polyloop_wire::{Fold, FoldInput, FoldOutput, PartOutcomes, Task, TaskSpec};
@@ -104,10 +103,21 @@ impl Pool {
         let starts = Arc::clone(&batches.starts);
         let mut partials = self.map_stream(Fold, batches).fail_fast();
         let mut folded: Option<T::Output> = None;
+        // The position of batch `n`'s first input.
+        let start_of = |n: u64| {
+            let starts = starts.lock().unwrap_or_else(PoisonError::into_inner);
+            usize::try_from(n).ok().and_then(|n| starts.get(n).copied()).unwrap_or(0)
+        };
+        let mut next_batch = 0;
         while let Some(result) = partials.next().await {
-            // Results come in batch order: this is the oldest batch not yet folded.
-            let start =
-                starts.lock().unwrap_or_else(PoisonError::into_inner).pop_front().unwrap_or(0);
+            // Partials come in batch order; a fold that failed as a whole may come first (the
+            // stream fails fast), and says which batch it was.
+            let batch = match &result {
+                Err(err) => err.input_index().unwrap_or(next_batch),
+                Ok(_) => next_batch,
+            };
+            next_batch += 1;
+            let start = start_of(batch);
             let partial = match result {
                 Ok(FoldOutput::Empty) => continue,
                 Ok(FoldOutput::Folded(bytes)) => {
@@ -154,8 +164,8 @@ impl Pool {
 struct Batches<T, I> {
     inputs: I,
     batch: Batch,
-    /// The position of each batch's first input, for the batches not yet folded.
-    starts: Arc<Mutex<VecDeque<u64>>>,
+    /// The position of each batch's first input.
+    starts: Arc<Mutex<Vec<u64>>>,
     /// Inputs taken from `inputs` so far.
     taken: u64,
     /// Set once an input failed to serialize: nothing after it is taken.
@@ -230,7 +240,7 @@ impl<T: TaskSpec, I: Iterator<Item = T::Input>> Iterator for Batches<T, I> {
             return None;
         }
         self.batch = self.batch.next();
-        self.starts.lock().unwrap_or_else(PoisonError::into_inner).push_back(start);
+        self.starts.lock().unwrap_or_else(PoisonError::into_inner).push(start);
         Some(fold)
     }
 

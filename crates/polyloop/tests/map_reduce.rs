@@ -52,6 +52,15 @@ async fn picky(value: Picky) -> u64 {
     value.0
 }
 
+/// Ends its worker's process at 7777.
+#[polyloop::task]
+async fn exits_at_7777(x: u64) -> u64 {
+    if x == 7777 {
+        std::process::exit(3);
+    }
+    x
+}
+
 fn pool(processes: usize) -> polyloop::PoolBuilder {
     Pool::builder().processes(processes)
 }
@@ -111,5 +120,15 @@ async fn a_failing_input_or_reducer_ends_the_map_reduce_named_by_its_input() {
     assert_eq!(err.input_index(), Some(7));
     // The pool serves on.
     assert_eq!(pool.map_reduce(square, 0..4u64, add).await.unwrap(), Some(14));
+    pool.close().await.unwrap();
+
+    // A fold lost with its worker is named by its batch's first input: 10,000 inputs over 2
+    // workers go in batches of 1250, and 7777 is in the one from 7500. Each worker holds one
+    // batch at a time, so that no other batch is lost with it.
+    let pool = Pool::builder().processes(2).child_concurrency(1).prefetch(0).build().await;
+    let pool = pool.unwrap();
+    let err = pool.map_reduce(exits_at_7777, 0..10_000u64, add).await.unwrap_err();
+    assert!(err.is_worker_lost(), "{err:?}");
+    assert_eq!(err.input_index(), Some(7500));
     pool.close().await.unwrap();
 }
