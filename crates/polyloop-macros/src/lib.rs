@@ -38,6 +38,11 @@ use syn::{FnArg, ItemFn, ReturnType, Type, parse_macro_input};
 ///   message and source chain. A `Result` behind an alias (`type Fallible<T> = Result<T, E>`)
 ///   cannot be seen by the macro: mark it `#[polyloop::task(result)]`.
 ///
+/// The task is a unit struct named like the function, so its name is taken in the value
+/// namespace too: a `let` or `for` binding of the same name (`for (i, lookup) in ...` beside a
+/// task `lookup`) is read as that struct's pattern and fails to compile. Name the binding
+/// otherwise.
+///
 /// Takes `crate = "path"`, the crate the expansion refers to (default `polyloop`); a worker
 /// built on `polyloop-child` without the facade writes
 /// `#[polyloop_macros::task(crate = "polyloop_child")]`.
