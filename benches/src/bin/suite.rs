@@ -883,6 +883,16 @@ mod pool {
             Ok((out, written()?.saturating_sub(before)))
         }
 
+        /// Runs `map`: its output, its time in milliseconds and the bytes the parent wrote
+        /// meanwhile ([`counting_writes`]).
+        async fn timed<T>(
+            map: impl Future<Output = Result<T, polyloop::TaskError>>,
+        ) -> anyhow::Result<(T, f64, u64)> {
+            let started = Instant::now();
+            let (out, written) = counting_writes(async { Ok(map.await?) }).await?;
+            Ok((out, millis(started.elapsed()), written))
+        }
+
         /// Workload 9: one read-only dataset passed to every task of a map, each task summing
         /// one page of it, beside the reference: the same tasks on the same pool with a 16-byte
         /// input, reading a second copy of the dataset that each worker got once, from the
@@ -923,30 +933,21 @@ mod pool {
                 for shared_now in [round % 2 == 0, round % 2 != 0] {
                     if shared_now {
                         let inputs = pages.iter().map(|&page| (data.clone(), page as u64));
-                        let started = Instant::now();
-                        let (out, written) = counting_writes(async {
-                            let out: Vec<u64> = pool.map(read_page, inputs).await?;
-                            Ok(out)
-                        })
-                        .await?;
-                        shared_ms.push(millis(started.elapsed()));
+                        let (out, ms, written) = timed(pool.map(read_page, inputs)).await?;
                         anyhow::ensure!(
                             out == expected,
                             "the SharedBytes tasks returned wrong sums"
                         );
+                        shared_ms.push(ms);
                         shared_written = shared_written.max(written);
                     } else {
-                        let started = Instant::now();
-                        let (out, written) = counting_writes(async {
-                            let out: Vec<u64> = pool.map(read_kept, kept.iter().copied()).await?;
-                            Ok(out)
-                        })
-                        .await?;
-                        kept_ms.push(millis(started.elapsed()));
+                        let (out, ms, written) =
+                            timed(pool.map(read_kept, kept.iter().copied())).await?;
                         anyhow::ensure!(
                             out == kept_expected,
                             "the 16-byte tasks returned wrong sums"
                         );
+                        kept_ms.push(ms);
                         kept_written = kept_written.max(written);
                     }
                 }
