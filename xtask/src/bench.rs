@@ -147,6 +147,11 @@ pub(crate) fn run(config: Config) -> anyhow::Result<ExitCode> {
         Ok(ExitCode::SUCCESS)
     } else {
         eprintln!("xtask: {} workload(s) failed: {}", failures.len(), failures.join(", "));
+        // Again at the end, where a log cut to its last lines still shows why.
+        let reasons: std::collections::BTreeSet<&String> = report.errors().collect();
+        for reason in reasons {
+            eprintln!("xtask: failed: {reason}");
+        }
         Ok(ExitCode::FAILURE)
     }
 }

@@ -481,6 +481,11 @@ impl<'a> Report<'a> {
         Report { quick: config.quick || suite.quick, suite, python, machine, rows }
     }
 
+    /// Why the suite failed to measure what it did not, a reason for each figure.
+    pub(crate) fn errors(&self) -> impl Iterator<Item = &String> {
+        self.suite.errors.values()
+    }
+
     /// Keys of the figures the suite failed to measure.
     pub(crate) fn failed_workloads(&self) -> Vec<String> {
         let mut failed: Vec<String> = self.suite.errors.keys().cloned().collect();
