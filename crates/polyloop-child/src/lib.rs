@@ -40,6 +40,7 @@
 //! # });
 //! ```
 
+mod attempt;
 mod chunk;
 mod fold;
 mod outbox;
@@ -48,6 +49,7 @@ mod process;
 mod registry;
 mod worker;
 
+pub use attempt::attempt;
 pub use fold::FOLD;
 pub use process::{
     Inherited, ignore_group_signals, install_panic_hook, run_worker_process, watch_parent,

@@ -11,14 +11,15 @@ use std::time::{Duration, Instant};
 
 use polyloop_wire::{
     ChunkFrame, ChunkInputs, FrameBuffer, Hello, Limits, Outcome, PROTOCOL_VERSION, RemoteError,
-    RuntimeFlavor, TaskFrame, ToChild, ToParent, Welcome, WireError, WorkerConfig, WorkerExit,
-    decode_to_child, encode_frame,
+    Retry, RuntimeFlavor, TaskFrame, ToChild, ToParent, Welcome, WireError, WorkerConfig,
+    WorkerExit, decode_to_child, encode_frame,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::AbortHandle;
 
 use crate::Registry;
+use crate::attempt::with_attempt;
 use crate::chunk::{Finished, Parts};
 use crate::outbox::{Outbox, Taken};
 use crate::panic::CatchUnwind;
@@ -265,6 +266,9 @@ struct Worker {
     /// The parent gives every task an id above the one before, so a repeated id is a broken
     /// parent: running the task twice would answer it twice.
     last_id: Option<u64>,
+    /// The attempts of the retried tasks in the next `Tasks` or `Chunk` message, by id (empty
+    /// unless a worker was lost).
+    attempts: HashMap<u64, u32>,
 }
 
 impl Worker {
@@ -274,6 +278,7 @@ impl Worker {
             ToChild::Tasks(tasks) => self.handle_tasks(tasks).await?,
             ToChild::Chunk(chunk) => self.handle_chunk(chunk).await?,
             ToChild::Cancel(ids) => self.handle_cancel(ids),
+            ToChild::Retry(retry) => self.handle_retry(retry)?,
             ToChild::Shutdown => {
                 self.handle_shutdown();
                 return Ok(ControlFlow::Break(()));
@@ -301,6 +306,7 @@ impl Worker {
             shared,
             permits: Arc::new(Semaphore::new(config.child_concurrency.max(1) as usize)),
             last_id: None,
+            attempts: HashMap::new(),
         }
     }
 
@@ -329,12 +335,15 @@ impl Worker {
                 None => {}
             }
         }
+        self.attempts.clear();
         Ok(())
     }
 
     /// Starts a chunk's inputs in order (see [`start_chunk`]), once all of them read.
     async fn handle_chunk(&mut self, chunk: ChunkFrame<'_>) -> Result<(), WorkerError> {
         self.check_id(chunk.id)?;
+        let attempt = self.attempt_of(chunk.id);
+        self.attempts.clear();
         let Some(entry) = self.registry.entry(chunk.task) else {
             self.shared.push(chunk.id, &Outcome::UnknownTask(chunk.task));
             return Ok(());
@@ -348,8 +357,10 @@ impl Worker {
             max_nesting: self.max_nesting,
             timeout: self.timeout,
             parts: Parts::new(self.limits.max_frame_len),
+            attempt,
         };
-        let inline = self.inline_first_poll && self.permits.available_permits() > 0;
+        // The inline runner polls the inputs' futures unwrapped: a retry's must see its attempt.
+        let inline = self.inline_first_poll && self.permits.available_permits() > 0 && attempt == 1;
         start_chunk(chunk, run, inline, &self.shared, &self.permits).await;
         Ok(())
     }
@@ -372,6 +383,23 @@ impl Worker {
         self.shared.wake_writer.notify_one();
     }
 
+    /// Notes that the task or chunk `retry.id`, in the next message, is a retry.
+    fn handle_retry(&mut self, retry: Retry) -> Result<(), WorkerError> {
+        if self.attempts.len() >= self.limits.max_batch_len as usize {
+            return Err(WireError::Unexpected("more retries than a batch holds tasks").into());
+        }
+        self.attempts.insert(retry.id, retry.attempt);
+        Ok(())
+    }
+
+    /// Which attempt task (or chunk) `id` is.
+    fn attempt_of(&self, id: u64) -> u32 {
+        if self.attempts.is_empty() {
+            return 1;
+        }
+        self.attempts.get(&id).copied().unwrap_or(1)
+    }
+
     /// Refuses an id not above the last one.
     fn check_id(&mut self, id: u64) -> Result<(), WorkerError> {
         if self.last_id.is_some_and(|last| id <= last) {
@@ -385,9 +413,9 @@ impl Worker {
     fn start_task(&self, task: &TaskFrame<'_>) -> Option<Caught> {
         let started = match self.registry.entry(task.task) {
             None => Err(Outcome::UnknownTask(task.task)),
-            Some(entry) => {
-                (entry.run)(task.input, self.max_nesting).map_err(Outcome::Serialization)
-            }
+            Some(entry) => (entry.run)(task.input, self.max_nesting)
+                .map(|future| with_attempt(future, self.attempt_of(task.id)))
+                .map_err(Outcome::Serialization),
         };
         match started {
             Ok(future) => Some(CatchUnwind::new(future)),
@@ -503,13 +531,15 @@ struct ChunkRun {
     max_nesting: u32,
     timeout: Option<Duration>,
     parts: Parts,
+    /// Which attempt every input of the chunk is.
+    attempt: u32,
 }
 
 impl ChunkRun {
     /// Decodes and starts one input's task; `None` if it could not start (its outcome says why).
     fn start(&mut self, input: &[u8]) -> Option<CatchUnwind<crate::TaskFuture>> {
         match (self.entry.run)(input, self.max_nesting) {
-            Ok(future) => Some(CatchUnwind::new(future)),
+            Ok(future) => Some(CatchUnwind::new(with_attempt(future, self.attempt))),
             Err(msg) => {
                 self.parts.push(&Outcome::Serialization(msg));
                 None

@@ -103,7 +103,7 @@ pub fn decode_to_child<'a>(payload: &'a [u8], limits: &Limits) -> Result<ToChild
     match &msg {
         ToChild::Tasks(items) => check_batch(items.len(), limits)?,
         ToChild::Cancel(items) => check_batch(items.len(), limits)?,
-        ToChild::Welcome(_) | ToChild::Shutdown | ToChild::Chunk(_) => {}
+        ToChild::Welcome(_) | ToChild::Shutdown | ToChild::Chunk(_) | ToChild::Retry(_) => {}
     }
     Ok(msg)
 }

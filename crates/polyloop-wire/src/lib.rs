@@ -69,7 +69,7 @@ pub use frame::{
     peek_protocol_version, split_frame,
 };
 pub use message::{
-    ChunkFrame, Hello, InitTask, Outcome, PROTOCOL_VERSION, RemoteError, ResultFrame,
+    ChunkFrame, Hello, InitTask, Outcome, PROTOCOL_VERSION, RemoteError, ResultFrame, Retry,
     RuntimeFlavor, TaskFrame, TaskInfo, ToChild, ToParent, TypedValue, Welcome, WorkerConfig,
 };
 pub use reason::serialize_failure;

@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 /// The protocol version this build speaks. Bumped on every change of a message layout.
-pub const PROTOCOL_VERSION: u32 = 6;
+pub const PROTOCOL_VERSION: u32 = 7;
 
 /// A message from the parent (the pool) to a child (a worker).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,6 +27,19 @@ pub enum ToChild<'a> {
     /// [`chunk`](crate::ChunkInputs) for the layout).
     #[serde(borrow)]
     Chunk(ChunkFrame<'a>),
+    /// The task or chunk with this id, in the next `Tasks` or `Chunk` message, ran before in a
+    /// worker that was lost: a task can read which attempt it is.
+    Retry(Retry),
+}
+
+/// Which attempt a task (or every input of a chunk) is, sent before the task only when it is a
+/// retry: a first attempt costs no bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retry {
+    /// The id of the task or chunk in the message that follows.
+    pub id: u64,
+    /// 2 for the first retry, 3 for the second, and so on.
+    pub attempt: u32,
 }
 
 /// The parent's half of the handshake.

@@ -47,7 +47,8 @@ fn outcomes() -> Vec<Outcome<'static>> {
 fn valid_frames() -> Vec<Vec<u8>> {
     let limits = Limits::default();
     let mut frames = Vec::new();
-    for msg in [welcome(), ToChild::Cancel(vec![1, 2, 300]), ToChild::Shutdown] {
+    let retry = ToChild::Retry(Retry { id: 300, attempt: 2 });
+    for msg in [welcome(), ToChild::Cancel(vec![1, 2, 300]), ToChild::Shutdown, retry] {
         let mut out = Vec::new();
         encode_frame(&msg, &mut out, &limits).unwrap();
         frames.push(out);
@@ -291,6 +292,10 @@ fn worked_examples_in_the_protocol_doc_are_what_the_encoder_writes() {
     encode_frame(&ToChild::Chunk(chunk), &mut out, &limits).unwrap();
     assert_eq!(out, [10, 0, 0, 0, 4, 7, 0, 2, 5, 1, 0x15, 2, 0xac, 0x02]);
 
+    out.clear();
+    encode_frame(&ToChild::Retry(Retry { id: 300, attempt: 2 }), &mut out, &limits).unwrap();
+    assert_eq!(out, [4, 0, 0, 0, 5, 0xac, 0x02, 2]);
+
     let mut part = Vec::new();
     crate::push_outcome(&mut part, &Outcome::Ok(&[0x2a]));
     crate::push_outcome(&mut part, &Outcome::Ok(&[0xd8, 0x04]));
@@ -322,5 +327,5 @@ fn worked_examples_in_the_protocol_doc_are_what_the_encoder_writes() {
     ]
     .concat();
     assert_eq!(out, expected);
-    assert_eq!(PROTOCOL_VERSION, 6, "update the dumps and the version in docs/PROTOCOL.md");
+    assert_eq!(PROTOCOL_VERSION, 7, "update the dumps and the version in docs/PROTOCOL.md");
 }

@@ -53,7 +53,7 @@
 
 #![warn(missing_docs)]
 
-pub use polyloop_child::worker_index;
+pub use polyloop_child::{attempt, worker_index};
 #[doc(inline)]
 pub use polyloop_macros::{main, task};
 pub use polyloop_pool::{

@@ -277,3 +277,41 @@ async fn build_refuses_settings_of_zero() {
         }
     }
 }
+
+/// Kills its own worker on every attempt before `attempt`, then says which attempt it is.
+#[polyloop::task]
+async fn dies_before(attempt: u32) -> u32 {
+    if polyloop::attempt() < attempt {
+        // SAFETY: kill with our own pid and a valid signal.
+        unsafe { libc::kill(std::process::id() as i32, libc::SIGKILL) };
+    }
+    polyloop::attempt()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_knows_whether_it_is_a_retry() {
+    let pool = Pool::builder().processes(2).retries(2).build().await.unwrap();
+    assert_eq!(polyloop::attempt(), 1);
+    assert_eq!(pool.apply(dies_before, 1).await.unwrap(), 1);
+    assert_eq!(pool.apply(dies_before, 2).await.unwrap(), 2);
+    assert_eq!(pool.apply(dies_before, 3).await.unwrap(), 3);
+    // In a map, the input that kills its worker runs again, with the rest of what that worker
+    // held; what ran elsewhere ran once.
+    let mut inputs = vec![1; 2_000];
+    inputs[700] = 2;
+    let attempts = pool.map(dies_before, inputs).await.unwrap();
+    assert_eq!(attempts[700], 2);
+    assert!(attempts.iter().all(|&attempt| attempt == 1 || attempt == 2), "{attempts:?}");
+    assert!(attempts.iter().filter(|&&attempt| attempt == 1).count() > 1_000, "{attempts:?}");
+    let err = Pool::builder()
+        .processes(1)
+        .retries(1)
+        .build()
+        .await
+        .unwrap()
+        .apply(dies_before, 3)
+        .await
+        .unwrap_err();
+    assert!(err.is_worker_lost(), "{err}");
+    pool.close().await.unwrap();
+}

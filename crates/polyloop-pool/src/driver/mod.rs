@@ -15,7 +15,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use polyloop_wire::{
-    ChunkFrame, Outcome, PartOutcomes, ResultFrame, TaskBatch, ToChild, ToParent, WireError,
+    ChunkFrame, Outcome, PartOutcomes, ResultFrame, Retry, TaskBatch, ToChild, ToParent, WireError,
     decode_to_parent, encode_frame,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -329,6 +329,7 @@ impl<'a> Driver<'a> {
             // Cannot fail: the batch was kept under both limits.
             let _ = self.batch.finish_into(&mut self.out, &conn.limits);
         }
+        self.note_retry(&job, conn);
         self.batch.push(self.in_flight.next_id(), index, input);
         let id = self.in_flight.insert(Sent::new(job, now));
         self.watchdog.handle_sent(id, now);
@@ -371,6 +372,7 @@ impl<'a> Driver<'a> {
             // In the order they were taken. Cannot fail: the batch was kept under both limits.
             let _ = self.batch.finish_into(&mut self.out, &conn.limits);
         }
+        self.note_retry(&job, conn);
         let count = inputs.len();
         let frame = ChunkFrame {
             id: self.in_flight.next_id(),
@@ -384,6 +386,16 @@ impl<'a> Driver<'a> {
         tracing::trace!(id, inputs = count, "chunk sent");
         self.watchdog.handle_sent(id, now);
         self.flow.handle_sent(count);
+    }
+
+    /// Tells the worker that the job sent next, a retry, is not its first attempt: in front of
+    /// the frame that will carry it, which is not written yet.
+    fn note_retry(&mut self, job: &Job, conn: &Connection) {
+        if job.retries > 0 {
+            let retry = Retry { id: self.in_flight.next_id(), attempt: job.retries + 1 };
+            // Cannot fail: a few bytes.
+            let _ = encode_frame(&ToChild::Retry(retry), &mut self.out, &conn.limits);
+        }
     }
 
     /// Whether this worker holds its share already while another could start work.
