@@ -1,5 +1,6 @@
 //! Controlling a pool and its tasks: clones of one pool in spawned tasks, which worker runs a
-//! task, a per-call timeout, a task's own error type back, and `terminate`.
+//! task, a per-call timeout, a task's own error type back, a retry after a lost worker, and
+//! `terminate`.
 //!
 //! ```sh
 //! cargo run --release --example control
@@ -43,9 +44,18 @@ async fn slow(millis: u64) -> u64 {
     millis
 }
 
+/// Takes its worker down the first time it runs, as a crash would; says which attempt it is.
+#[polyloop::task]
+async fn flaky(key: u64) -> (u64, u32) {
+    if polyloop::attempt() == 1 {
+        std::process::exit(3);
+    }
+    (key, polyloop::attempt())
+}
+
 #[polyloop::main]
 async fn main() -> anyhow::Result<()> {
-    let pool = Pool::builder().processes(2).build().await?;
+    let pool = Pool::builder().processes(2).retries(1).build().await?;
 
     // Clones are the same pool: hand one to each spawned task.
     let lookups: Vec<_> = (0..4u64)
@@ -79,6 +89,10 @@ async fn main() -> anyhow::Result<()> {
         Err(err) if err.is_timeout() => println!("slow(60 s): {err}"),
         other => anyhow::bail!("expected a timeout, got {other:?}"),
     }
+
+    // A task whose worker is lost runs again in another (under `retries`), and knows it.
+    let (key, attempt) = pool.apply(flaky, 5).await?;
+    println!("flaky({key}) came back on attempt {attempt}, its first worker lost");
 
     // Enough: cancel what still runs, kill and reap the workers.
     let left_running: Vec<_> = (0..4).map(|_| pool.submit(slow, 60_000)).collect();
