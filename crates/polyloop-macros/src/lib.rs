@@ -14,7 +14,8 @@ use syn::{FnArg, ItemFn, ReturnType, Type, parse_macro_input};
 /// Turns an `async fn` into a polyloop task: a unit struct of the same name that implements
 /// `polyloop::Task` and is registered so that every worker process can run it. Pass the struct
 /// to a pool (`pool.map(double, inputs)`); the function itself stays callable, in this
-/// process, as `double::call(..)`.
+/// process, as `double(..)` (the struct derefs to a function pointer returning the boxed
+/// future) or, unboxed, as `double::call(..)`.
 ///
 /// ```ignore
 /// /// Doubles `x`. (This comment documents the task.)
@@ -180,6 +181,10 @@ fn expand_task(
         },
     };
 
+    let returns = match &sig.output {
+        ReturnType::Default => quote!(()),
+        ReturnType::Type(_, ty) => quote!(#ty),
+    };
     let attrs = &func.attrs;
     let vis = &func.vis;
     let name = &sig.ident;
@@ -207,6 +212,20 @@ fn expand_task(
             #(#attrs)*
             #[allow(clippy::too_many_arguments)]
             #vis #call_sig #body
+        }
+
+        // `double(x)` calls the function here, as `double::call(x)` does, boxed: the struct
+        // derefs to a function pointer, which a call expression reaches by auto-deref.
+        impl ::core::ops::Deref for #name {
+            type Target = fn(#(#arg_types),*) -> ::core::pin::Pin<::std::boxed::Box<
+                dyn ::core::future::Future<Output = #returns> + ::core::marker::Send,
+            >>;
+
+            fn deref(&self) -> &Self::Target {
+                const CALL: <#name as ::core::ops::Deref>::Target =
+                    |#(#arg_names: #arg_types),*| ::std::boxed::Box::pin(#name::call(#(#arg_names),*));
+                &CALL
+            }
         }
 
         impl #private::TaskSpec for #name {

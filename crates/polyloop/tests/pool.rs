@@ -685,3 +685,17 @@ async fn a_pool_without_heartbeats_serves() -> anyhow::Result<()> {
     pool.close().await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn a_task_called_like_its_function_runs_in_this_process() {
+    assert_eq!(double(21).await, 42);
+    assert_eq!(add(40, 2).await, 42);
+    assert_eq!(whoami(0).await, std::process::id());
+    init_worker("ready".to_string()).await;
+    assert_eq!(nap_or_fail(1).await, Err("input 1 refused".to_string()));
+    // The same as `call`, which is not boxed.
+    assert_eq!(double::call(21).await, double(21).await);
+    // Still a task: a value to hand to a pool.
+    let spawned = polyloop::spawn(whoami, 0).await.unwrap();
+    assert_ne!(spawned, std::process::id());
+}
