@@ -6,13 +6,19 @@
 //! whenever one returns `true`; the writer, once woken, calls [`Outbox::take`] and writes the
 //! [`Taken`] frames, then sleeps until the next wake.
 
-use polyloop_wire::{Limits, Outcome, ResultBatch};
+use polyloop_wire::{KEEP_CAPACITY, Limits, Outcome, ResultBatch};
 
 use crate::chunk::Finished;
 use crate::registry::RunningTask;
 
 /// Bytes a result takes beyond its output or message: id, tags and lengths.
 const OUTCOME_OVERHEAD: usize = 32;
+
+/// A batch is cut once it holds this many bytes, far below the frame limit: larger frames
+/// would buy no fewer syscalls, and a reader's buffer would grow past what it keeps
+/// ([`KEEP_CAPACITY`]) and be given back and grown again (zeroed) for each of them. A result
+/// larger than this still travels, in a frame of its own.
+const BATCH_BYTES: usize = KEEP_CAPACITY / 4;
 
 /// Results not yet written: whole frames cut at the limits, and the batch being filled.
 #[derive(Debug)]
@@ -113,7 +119,7 @@ impl Outbox {
             return false;
         }
         if !self.batch.is_empty()
-            && (self.batch.byte_len() + size > max_len
+            && (self.batch.byte_len() + size > max_len.min(BATCH_BYTES)
                 || self.batch.len() >= self.limits.max_batch_len as usize)
         {
             // Cannot fail: the batch was kept under both limits.
@@ -271,6 +277,26 @@ mod tests {
         assert_eq!(sizes, [2, 2, 1], "two outputs of 400 bytes per frame of 1000");
         let ids: Vec<u64> = frames.iter().flatten().map(|(id, _)| *id).collect();
         assert_eq!(ids, [0, 1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn large_outputs_are_cut_into_frames_of_about_a_quarter_of_what_a_reader_keeps() {
+        let limits = Limits::default();
+        let mut outbox = Outbox::new(limits);
+        let output = Done(vec![7; 600 << 10]);
+        for id in 0..6 {
+            let _ = outbox.push_result(id, &output, Ok(Ok(())));
+        }
+        // A large output travels alone, however large.
+        let _ = outbox.push_result(6, &Done(vec![8; 3 * BATCH_BYTES]), Ok(Ok(())));
+        let _ = outbox.push(7, &Outcome::Cancelled);
+        let sizes: Vec<usize> = take_frames(&mut outbox, &limits).iter().map(Vec::len).collect();
+        assert_eq!(sizes, [1, 1, 1, 1, 1, 1, 1, 1], "not one frame of 6 MiB under a 256 MiB limit");
+        for id in 0..20 {
+            let _ = outbox.push_result(id, &Done(vec![7; 40 << 10]), Ok(Ok(())));
+        }
+        let sizes: Vec<usize> = take_frames(&mut outbox, &limits).iter().map(Vec::len).collect();
+        assert_eq!(sizes, [20], "small ones still share a frame");
     }
 
     #[test]

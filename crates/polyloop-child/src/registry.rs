@@ -80,9 +80,7 @@ impl<T: Task, F: Future<Output = Result<T::Output, RemoteError>> + Send> Running
 
     fn encode_into(&self, out: &mut Vec<u8>) -> Result<(), String> {
         let output = self.output.as_ref().ok_or("the task has no output yet")?;
-        unwind_to_err(|| {
-            postcard::to_extend(output, Append(out)).map(drop).map_err(|err| err.to_string())
-        })
+        unwind_to_err(|| polyloop_wire::encode_value(output, out).map_err(|err| err.to_string()))
     }
 
     fn take_output(self: Pin<&mut Self>) -> Option<Box<dyn Any + Send>> {
@@ -96,15 +94,6 @@ impl<T: Task, F: Future<Output = Result<T::Output, RemoteError>> + Send> Future 
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         self.poll_run(cx)
-    }
-}
-
-/// `Extend` for a borrowed `Vec`, so postcard appends to it in place (slices as one copy).
-struct Append<'a>(&'a mut Vec<u8>);
-
-impl Extend<u8> for Append<'_> {
-    fn extend<I: IntoIterator<Item = u8>>(&mut self, iter: I) {
-        self.0.extend(iter);
     }
 }
 

@@ -214,14 +214,12 @@ impl<T: TaskSpec, I: Iterator<Item = T::Input>> Iterator for Batches<T, I> {
         for input in self.inputs.by_ref() {
             self.taken += 1;
             scratch.clear();
-            let (encoded, pinned) = polyloop_shm::collect_pins(|| {
-                postcard::to_extend(&input, std::mem::take(&mut scratch))
-            });
+            let (encoded, pinned) =
+                polyloop_shm::collect_pins(|| polyloop_wire::encode_value(&input, &mut scratch));
             pins.extend(pinned);
             match encoded {
-                Ok(encoded) => {
-                    polyloop_wire::push_input(&mut fold.inputs, &encoded);
-                    scratch = encoded;
+                Ok(()) => {
+                    polyloop_wire::push_input(&mut fold.inputs, &scratch);
                     fold.count += 1;
                 }
                 Err(err) => {

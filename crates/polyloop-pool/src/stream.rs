@@ -435,13 +435,9 @@ impl<T: TaskSpec, S: InputSource<T::Input>> MapStream<T, S> {
             {
                 match this.source.poll_next_input(cx) {
                     Poll::Ready(Some(input)) => {
-                        let mut scratch = std::mem::take(&mut this.scratch);
-                        scratch.clear();
-                        match postcard::to_extend(&input, scratch) {
-                            Ok(encoded) => {
-                                buf.push(&encoded);
-                                this.scratch = encoded;
-                            }
+                        this.scratch.clear();
+                        match polyloop_wire::encode_value(&input, &mut this.scratch) {
+                            Ok(()) => buf.push(&this.scratch),
                             Err(err) => {
                                 // Sent in order: the inputs before it, then its own error.
                                 buf.pin(pins.take());

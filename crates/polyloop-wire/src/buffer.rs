@@ -90,12 +90,18 @@ impl FrameBuffer {
             self.start = 0;
             self.end = buffered;
             if self.buf.len() < wanted {
-                self.buf.resize(wanted.max(2 * self.buf.len()), 0);
+                // Doubling, but never past what is kept: a buffer over it is given back.
+                self.buf.resize(wanted.max((2 * self.buf.len()).min(KEEP_CAPACITY)), 0);
             }
         } else if self.end == self.buf.len() {
             self.buf.copy_within(self.start..self.end, 0);
             self.start = 0;
             self.end = buffered;
+        }
+        if frame_len > MIN_READ && self.end < self.start + frame_len {
+            // A large frame is read up to its end and no further, so that the next one starts
+            // at the front of the buffer rather than being moved there.
+            return &mut self.buf[self.end..self.start + frame_len];
         }
         &mut self.buf[self.end..]
     }
@@ -184,6 +190,34 @@ mod tests {
     }
 
     #[test]
+    fn a_large_frame_is_read_to_its_end_and_the_next_one_starts_at_the_front() {
+        let limits = Limits::default();
+        let stream = large_then_small(1 << 20);
+        let mut small = Vec::new();
+        encode_frame(&ToChild::Cancel(vec![7]), &mut small, &limits).unwrap();
+        let frame_len = stream.len() - small.len();
+        let mut buffer = FrameBuffer::new(limits);
+        let spare = buffer.spare();
+        spare[..100].copy_from_slice(&stream[..100]);
+        buffer.filled(100);
+        assert!(buffer.next_frame().unwrap().is_none());
+        // No room past the large frame's end, where a read would take the next frame's start
+        // and the next spare would have to move it to the front.
+        let spare = buffer.spare();
+        assert_eq!(spare.len(), frame_len - 100);
+        spare.copy_from_slice(&stream[100..frame_len]);
+        buffer.filled(frame_len - 100);
+        assert!(buffer.next_frame().unwrap().is_some());
+        assert_eq!(buffer.buffered(), 0);
+        let spare = buffer.spare();
+        assert!(spare.len() >= MIN_READ);
+        spare[..small.len()].copy_from_slice(&small);
+        buffer.filled(small.len());
+        assert_eq!(buffer.start, 0, "the next frame is at the front");
+        assert!(buffer.next_frame().unwrap().is_some());
+    }
+
+    #[test]
     fn shrinks_back_once_a_large_frame_was_handled() {
         let limits = Limits::default();
         let stream = large_then_small(3 * KEEP_CAPACITY);
@@ -237,12 +271,16 @@ mod tests {
         let stream = large_then_small(1 << 20).repeat(4);
         let mut buffer = FrameBuffer::new(limits);
         let mut sizes = Vec::new();
-        for piece in stream.chunks(64 << 10) {
-            let spare = buffer.spare();
-            spare[..piece.len()].copy_from_slice(piece);
-            buffer.filled(piece.len());
-            while buffer.next_frame().unwrap().is_some() {}
-            sizes.push(buffer.buf.as_ptr() as usize);
+        for mut piece in stream.chunks(64 << 10) {
+            while !piece.is_empty() {
+                let spare = buffer.spare();
+                let n = spare.len().min(piece.len());
+                spare[..n].copy_from_slice(&piece[..n]);
+                buffer.filled(n);
+                piece = &piece[n..];
+                while buffer.next_frame().unwrap().is_some() {}
+                sizes.push(buffer.buf.as_ptr() as usize);
+            }
         }
         // After the first large frame sized it, the buffer is never reallocated.
         let settled = &sizes[sizes.len() / 2..];

@@ -18,7 +18,8 @@
 //!   is refused. [`Task`] adds the code, for the worker side; a parent needs only the spec.
 //! * [`decode_value`] decodes a postcard value from a peer, such as a task's input or output,
 //!   with a nesting limit ([`DEFAULT_MAX_NESTING`]), so a deeply nested value is a
-//!   [`DecodeError`] instead of a stack overflow that aborts the process.
+//!   [`DecodeError`] instead of a stack overflow that aborts the process; [`encode_value`]
+//!   appends one to a buffer.
 //!
 //! The byte-level layout is documented in `docs/PROTOCOL.md`.
 //!
@@ -39,6 +40,7 @@
 //! assert_eq!((tasks[0].id, tasks[0].task), (7, 0));
 //! ```
 
+mod append;
 mod batch;
 mod bootstrap;
 mod buffer;
@@ -52,6 +54,7 @@ mod reason;
 mod task;
 mod varint;
 
+pub use append::encode_value;
 pub use batch::{Batch, BatchKind, ResultBatch, Results, TaskBatch, Tasks};
 pub use bootstrap::{
     ENV_HEARTBEAT_FD, ENV_HEARTBEAT_MS, ENV_PARENT_PID, ENV_WORKER_FD, WELCOME_TIMEOUT, WorkerExit,
