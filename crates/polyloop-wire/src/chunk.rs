@@ -14,7 +14,7 @@ use crate::{Outcome, WireError, varint};
 /// Appends one input to a chunk's inputs: its length, then its bytes.
 pub fn push_input(inputs: &mut Vec<u8>, input: &[u8]) {
     varint::push_u64(inputs, input.len() as u64);
-    inputs.extend_from_slice(input);
+    crate::append::extend_from_slice(inputs, input);
 }
 
 /// The inputs of a chunk, one at a time. Yields an error, and then nothing, if the bytes do not
@@ -128,10 +128,25 @@ impl<'a> PartOutcomes<'a> {
     /// receiver wants to know of a part before it hands it on.
     pub fn scan(part: &'a [u8]) -> Result<PartSummary, WireError> {
         let mut summary = PartSummary { count: 0, errors: 0, first_error: None };
-        for outcome in PartOutcomes::new(part) {
-            if !matches!(outcome?, Outcome::Ok(_)) {
-                summary.first_error.get_or_insert(summary.count);
-                summary.errors += 1;
+        let mut rest = part;
+        while !rest.is_empty() {
+            // As `next` reads an `Ok`, without making the outcome only to drop it.
+            if let [0, after_tag @ ..] = rest
+                && let Some((_, after)) = varint::take_bytes(after_tag)
+            {
+                rest = after;
+            } else {
+                let mut outcomes = PartOutcomes::new(rest);
+                match outcomes.next() {
+                    Some(Ok(Outcome::Ok(_))) => {}
+                    Some(Ok(_)) => {
+                        summary.first_error.get_or_insert(summary.count);
+                        summary.errors += 1;
+                    }
+                    Some(Err(err)) => return Err(err),
+                    None => unreachable!("outcomes are read from bytes that are not empty"),
+                }
+                rest = outcomes.rest();
             }
             summary.count += 1;
         }

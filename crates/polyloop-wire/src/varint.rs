@@ -2,6 +2,7 @@
 //! and a reader for the hot path's length-prefixed byte strings.
 
 /// Appends `value` as a postcard (LEB128) varint.
+#[inline]
 pub(crate) fn push_u64(out: &mut Vec<u8>, mut value: u64) {
     while value >= 0x80 {
         out.push((value as u8) | 0x80);
@@ -13,7 +14,7 @@ pub(crate) fn push_u64(out: &mut Vec<u8>, mut value: u64) {
 /// Splits a length-prefixed byte string (a varint length, then that many bytes, as postcard
 /// writes `&[u8]`) off the front of `bytes`: `(the string, what follows)`. `None` if `bytes` do
 /// not start with one; the caller then asks postcard, so that errors read the same everywhere.
-#[inline]
+#[inline(always)]
 pub(crate) fn take_bytes(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
     let (len, rest) = take_u64(bytes)?;
     let len = usize::try_from(len).ok()?;
@@ -22,7 +23,7 @@ pub(crate) fn take_bytes(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
 
 /// Splits a varint off the front of `bytes`. `None` if it is cut short or does not fit in 64
 /// bits.
-#[inline]
+#[inline(always)]
 fn take_u64(bytes: &[u8]) -> Option<(u64, &[u8])> {
     // Most lengths on the hot path are under 128: one byte.
     if let [first @ 0..=0x7f, rest @ ..] = bytes {
