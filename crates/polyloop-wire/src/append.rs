@@ -32,23 +32,12 @@ impl postcard::ser_flavors::Flavor for Append<'_> {
 
     #[inline]
     fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
-        extend_from_slice(self.0, data);
+        self.0.extend_from_slice(data);
         Ok(())
     }
 
     fn finalize(self) -> postcard::Result<()> {
         Ok(())
-    }
-}
-
-/// `out.extend_from_slice(data)`, without a `memcpy` call for the few bytes of a varint or a
-/// small input, which are most of what the hot path appends.
-#[inline]
-pub(crate) fn extend_from_slice(out: &mut Vec<u8>, data: &[u8]) {
-    if data.len() <= 16 {
-        out.extend(data.iter().copied());
-    } else {
-        out.extend_from_slice(data);
     }
 }
 

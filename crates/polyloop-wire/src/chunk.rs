@@ -14,7 +14,7 @@ use crate::{Outcome, WireError, varint};
 /// Appends one input to a chunk's inputs: its length, then its bytes.
 pub fn push_input(inputs: &mut Vec<u8>, input: &[u8]) {
     varint::push_u64(inputs, input.len() as u64);
-    crate::append::extend_from_slice(inputs, input);
+    inputs.extend_from_slice(input);
 }
 
 /// The inputs of a chunk, one at a time. Yields an error, and then nothing, if the bytes do not
