@@ -244,10 +244,11 @@ pub(crate) struct InputBuf {
 }
 
 impl InputBuf {
-    /// Appends one encoded input.
-    pub(crate) fn push(&mut self, input: &[u8]) {
-        polyloop_wire::push_input(&mut self.bytes, input);
+    /// Encodes and appends one input; on an error nothing is appended.
+    pub(crate) fn push_encoded<T: serde::Serialize>(&mut self, input: &T) -> postcard::Result<()> {
+        polyloop_wire::push_encoded_input(&mut self.bytes, input)?;
         self.ends.push(self.bytes.len());
+        Ok(())
     }
 
     /// Keeps `pins` while any of the inputs is on its way.

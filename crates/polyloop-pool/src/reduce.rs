@@ -209,17 +209,15 @@ impl<T: TaskSpec, I: Iterator<Item = T::Input>> Iterator for Batches<T, I> {
         let mut fold = FoldInput { inputs: Vec::new(), ..self.template.clone() };
         let start = self.taken;
         let len = self.batch.len();
-        let mut scratch = Vec::new();
         let mut pins = polyloop_shm::Pins::default();
         for input in self.inputs.by_ref() {
             self.taken += 1;
-            scratch.clear();
-            let (encoded, pinned) =
-                polyloop_shm::collect_pins(|| polyloop_wire::encode_value(&input, &mut scratch));
+            let (encoded, pinned) = polyloop_shm::collect_pins(|| {
+                polyloop_wire::push_encoded_input(&mut fold.inputs, &input)
+            });
             pins.extend(pinned);
             match encoded {
                 Ok(()) => {
-                    polyloop_wire::push_input(&mut fold.inputs, &scratch);
                     fold.count += 1;
                 }
                 Err(err) => {

@@ -127,8 +127,6 @@ pub struct MapStream<T: TaskSpec, S> {
     ready: Ready,
     /// The part whose outcomes are being yielded, one by one.
     current: Option<Cursor>,
-    /// Where each input is encoded before it joins its chunk.
-    scratch: Vec<u8>,
     /// For `map`: the first error to arrive is returned at once, ahead of earlier inputs.
     fail_fast: bool,
     failure: Option<TaskError>,
@@ -194,7 +192,6 @@ impl<T: TaskSpec, S: InputSource<T::Input>> MapStream<T, S> {
                 Order::Unordered => Ready::Unordered(VecDeque::new()),
             },
             current: None,
-            scratch: Vec::new(),
             fail_fast: false,
             failure: None,
             finished: false,
@@ -435,9 +432,8 @@ impl<T: TaskSpec, S: InputSource<T::Input>> MapStream<T, S> {
             {
                 match this.source.poll_next_input(cx) {
                     Poll::Ready(Some(input)) => {
-                        this.scratch.clear();
-                        match polyloop_wire::encode_value(&input, &mut this.scratch) {
-                            Ok(()) => buf.push(&this.scratch),
+                        match buf.push_encoded(&input) {
+                            Ok(()) => {}
                             Err(err) => {
                                 // Sent in order: the inputs before it, then its own error.
                                 buf.pin(pins.take());

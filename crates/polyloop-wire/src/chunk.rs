@@ -17,6 +17,38 @@ pub fn push_input(inputs: &mut Vec<u8>, input: &[u8]) {
     inputs.extend_from_slice(input);
 }
 
+/// Appends one input to a chunk's inputs as [`push_input`] does, encoding `value` in place
+/// rather than copying an encoding made elsewhere. On an error nothing is appended.
+///
+/// ```
+/// let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+/// polyloop_wire::push_encoded_input(&mut ours, &(7u64, "x")).unwrap();
+/// polyloop_wire::push_input(&mut theirs, &postcard::to_allocvec(&(7u64, "x")).unwrap());
+/// assert_eq!(ours, theirs);
+/// ```
+pub fn push_encoded_input<T: serde::Serialize + ?Sized>(
+    inputs: &mut Vec<u8>,
+    value: &T,
+) -> postcard::Result<()> {
+    let start = inputs.len();
+    // Room for the length of most inputs: one byte.
+    inputs.push(0);
+    if let Err(err) = crate::encode_value(value, inputs) {
+        inputs.truncate(start);
+        return Err(err);
+    }
+    let len = inputs.len() - start - 1;
+    if let Ok(short @ 0..0x80) = u8::try_from(len) {
+        inputs[start] = short;
+    } else {
+        // A longer input's length takes more bytes: the input moves up to make room.
+        let mut prefix = Vec::with_capacity(10);
+        varint::push_u64(&mut prefix, len as u64);
+        inputs.splice(start..=start, prefix);
+    }
+    Ok(())
+}
+
 /// The inputs of a chunk, one at a time. Yields an error, and then nothing, if the bytes do not
 /// hold exactly the announced count of inputs.
 #[derive(Debug, Clone)]
@@ -196,6 +228,30 @@ impl<'a> Iterator for PartOutcomes<'a> {
 mod tests {
     use super::*;
     use crate::RemoteError;
+
+    #[test]
+    fn inputs_encoded_in_place_read_as_pushed_ones() {
+        let values = [String::new(), "a".repeat(127), "b".repeat(128), "c".repeat(20_000)];
+        let (mut ours, mut theirs) = (vec![9], vec![9]);
+        for value in &values {
+            push_encoded_input(&mut ours, value).unwrap();
+            push_input(&mut theirs, &postcard::to_allocvec(value).unwrap());
+        }
+        assert_eq!(ours, theirs);
+        let read: Vec<String> = ChunkInputs::new(&ours[1..], 4)
+            .map(|input| postcard::from_bytes(input.unwrap()).unwrap())
+            .collect();
+        assert_eq!(read, values);
+        // A value that fails to serialize leaves nothing behind.
+        struct Refuses;
+        impl serde::Serialize for Refuses {
+            fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+                Err(serde::ser::Error::custom("no"))
+            }
+        }
+        assert!(push_encoded_input(&mut ours, &(1u8, Refuses)).is_err());
+        assert_eq!(ours, theirs);
+    }
 
     #[test]
     fn inputs_round_trip_and_their_count_is_checked() {

@@ -62,7 +62,8 @@ pub use bootstrap::{
 };
 pub use buffer::{FrameBuffer, clear_and_trim};
 pub use chunk::{
-    ChunkInputs, PartOutcomes, PartSummary, push_input, push_ok_outcome_with, push_outcome,
+    ChunkInputs, PartOutcomes, PartSummary, push_encoded_input, push_input, push_ok_outcome_with,
+    push_outcome,
 };
 pub use depth::{DEFAULT_MAX_NESTING, DecodeError, decode_value};
 pub use error::WireError;
