@@ -144,6 +144,23 @@ mod tests {
     use super::*;
     use crate::{ToChild, encode_frame};
 
+    /// Reads `piece` into `buffer` as a driver would, in as many reads as the spare room takes,
+    /// calling `after_read` after each.
+    fn read_in(
+        buffer: &mut FrameBuffer,
+        mut piece: &[u8],
+        mut after_read: impl FnMut(&mut FrameBuffer),
+    ) {
+        while !piece.is_empty() {
+            let spare = buffer.spare();
+            let n = spare.len().min(piece.len());
+            spare[..n].copy_from_slice(&piece[..n]);
+            buffer.filled(n);
+            piece = &piece[n..];
+            after_read(buffer);
+        }
+    }
+
     #[test]
     fn yields_frames_split_at_every_byte() {
         let limits = Limits::default();
@@ -157,20 +174,14 @@ mod tests {
             let mut buffer = FrameBuffer::new(limits);
             let mut seen = Vec::new();
             for piece in stream.chunks(chunk) {
-                let mut piece = piece;
-                while !piece.is_empty() {
-                    let spare = buffer.spare();
-                    let n = spare.len().min(piece.len());
-                    spare[..n].copy_from_slice(&piece[..n]);
-                    buffer.filled(n);
-                    piece = &piece[n..];
+                read_in(&mut buffer, piece, |buffer| {
                     while let Some(payload) = buffer.next_frame().unwrap() {
                         match crate::decode_to_child(payload, &limits).unwrap() {
                             ToChild::Cancel(ids) => seen.push(ids.len()),
                             other => panic!("unexpected {other:?}"),
                         }
                     }
-                }
+                });
             }
             let expected: Vec<usize> = (0..50).chain([60_000]).collect();
             assert_eq!(seen, expected, "chunk {chunk}");
@@ -271,16 +282,11 @@ mod tests {
         let stream = large_then_small(1 << 20).repeat(4);
         let mut buffer = FrameBuffer::new(limits);
         let mut sizes = Vec::new();
-        for mut piece in stream.chunks(64 << 10) {
-            while !piece.is_empty() {
-                let spare = buffer.spare();
-                let n = spare.len().min(piece.len());
-                spare[..n].copy_from_slice(&piece[..n]);
-                buffer.filled(n);
-                piece = &piece[n..];
+        for piece in stream.chunks(64 << 10) {
+            read_in(&mut buffer, piece, |buffer| {
                 while buffer.next_frame().unwrap().is_some() {}
                 sizes.push(buffer.buf.as_ptr() as usize);
-            }
+            });
         }
         // After the first large frame sized it, the buffer is never reallocated.
         let settled = &sizes[sizes.len() / 2..];
