@@ -5,13 +5,15 @@
 //! not with a `pre_exec` closure, which would take std off its fast spawn path. The child, the *peer*, answers in one of two modes:
 //!
 //! - [`PeerMode::Echo`] reads 32 bytes and writes them back, blocked in `read` in between, so a round
-//!   trip includes waking a sleeping receiver on both sides, as a pool's `apply` must;
+//!   trip includes waking a sleeping receiver on both sides, as a pool's `apply` must (on the
+//!   peer's side only when the measuring side polls, [`Wait::Polling`]);
 //! - [`PeerMode::Source`] answers a request `(count, size)` with `count` messages of `size` bytes.
 //!
 //! Every peer writes one byte as soon as it runs, which times a re-execution to its first byte.
 //! A [`Placement`] says whether the measuring thread and the peer are pinned to two cores or left
-//! to the scheduler. Only std and libc are used, so these figures bound what any IPC library can
-//! do here.
+//! to the scheduler, and a [`Wait`] whether the measuring side sleeps in `read` for the echo or
+//! polls for it (the peer always sleeps). Only std and libc are used, so these figures bound what
+//! any IPC library can do here.
 
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};
@@ -65,6 +67,27 @@ impl Placement {
         match self {
             Placement::Pinned => Some(PEER_CPU),
             Placement::Unpinned => None,
+        }
+    }
+}
+
+/// How the measuring side of a round trip waits for its echo. The peer always waits blocked in
+/// `read`, as polyloop's workers do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    /// Blocked in `read`, asleep until the echo wakes it, as a pool's drivers wait by default.
+    Asleep,
+    /// Non-blocking `recv` (`MSG_DONTWAIT`) in a loop until the echo is back, as a pool's
+    /// drivers do under `PoolBuilder::busy_poll`: it burns the core, and skips its wake-up.
+    Polling,
+}
+
+impl Wait {
+    /// `asleep` or `polling`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Wait::Asleep => "asleep",
+            Wait::Polling => "polling",
         }
     }
 }
@@ -305,6 +328,47 @@ impl Peer {
         Ok(out)
     }
 
+    /// As [`round_trips`](Self::round_trips), but this side polls for each echo with
+    /// non-blocking `recv`s instead of sleeping in `read` ([`Wait::Polling`]).
+    pub fn round_trips_polling(&mut self, warmup: usize, samples: usize) -> io::Result<Samples> {
+        let mut out = Samples::with_capacity(samples);
+        let mut msg = [7u8; ECHO_BYTES];
+        for i in 0..warmup + samples {
+            let started = Instant::now();
+            self.stream.write_all(&msg)?;
+            self.poll_exact(&mut msg)?;
+            if i >= warmup {
+                out.push(started.elapsed());
+            }
+        }
+        Ok(out)
+    }
+
+    /// Fills `buf` from the socket with `recv(MSG_DONTWAIT)`, trying again at once while nothing
+    /// has arrived: the loop of a busy-polling driver, without the runtime around it.
+    fn poll_exact(&self, buf: &mut [u8]) -> io::Result<()> {
+        let fd = self.stream.as_raw_fd();
+        let mut filled = 0;
+        while filled < buf.len() {
+            let rest = &mut buf[filled..];
+            // SAFETY: `rest` is writable for its length; MSG_DONTWAIT never blocks.
+            let n =
+                unsafe { libc::recv(fd, rest.as_mut_ptr().cast(), rest.len(), libc::MSG_DONTWAIT) };
+            if n > 0 {
+                filled += n as usize;
+                continue;
+            }
+            if n == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            let err = io::Error::last_os_error();
+            if !matches!(err.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) {
+                return Err(err);
+            }
+        }
+        Ok(())
+    }
+
     /// Asks a source peer for `count` messages of `size` bytes; the time until the last arrived.
     pub fn receive(&mut self, count: u32, size: u32) -> io::Result<Duration> {
         let mut request = [0u8; 8];
@@ -332,6 +396,7 @@ impl Peer {
 #[derive(Debug)]
 pub struct EchoSeries {
     placement: Placement,
+    wait: Wait,
     peer: Peer,
     samples: Samples,
 }
@@ -340,10 +405,11 @@ impl EchoSeries {
     /// Unrecorded round trips before each block, which wake both sides up again.
     const BLOCK_WARMUP: usize = 5;
 
-    /// Starts an echo peer of this placement.
-    pub fn spawn(placement: Placement) -> io::Result<EchoSeries> {
+    /// Starts an echo peer of this placement, whose round trips this side waits for as `wait`
+    /// says.
+    pub fn spawn(placement: Placement, wait: Wait) -> io::Result<EchoSeries> {
         let peer = Peer::spawn(PeerMode::Echo, None, placement)?;
-        Ok(EchoSeries { placement, peer, samples: Samples::default() })
+        Ok(EchoSeries { placement, wait, peer, samples: Samples::default() })
     }
 
     /// Where the peer and the measuring thread run.
@@ -351,10 +417,18 @@ impl EchoSeries {
         self.placement
     }
 
+    /// How the measuring side waits for each echo.
+    pub fn wait(&self) -> Wait {
+        self.wait
+    }
+
     /// Measures `samples` more round trips. Call it on a thread of its own, which it places.
     pub fn block(&mut self, samples: usize) -> io::Result<()> {
         self.placement.place_measuring_thread()?;
-        let block = self.peer.round_trips(Self::BLOCK_WARMUP, samples)?;
+        let block = match self.wait {
+            Wait::Asleep => self.peer.round_trips(Self::BLOCK_WARMUP, samples)?,
+            Wait::Polling => self.peer.round_trips_polling(Self::BLOCK_WARMUP, samples)?,
+        };
         self.samples.extend(block);
         Ok(())
     }

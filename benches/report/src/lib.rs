@@ -134,6 +134,8 @@ pub struct Params {
     pub apply_warmup: usize,
     /// Round trips measured (workload 2).
     pub apply_samples: usize,
+    /// The `busy_poll` window of workload 2's low-latency pool, in microseconds.
+    pub apply_busy_poll_us: u64,
     /// Sleeping tasks at the default concurrency (workload 3).
     pub sleep_tasks: u64,
     /// How long each sleeping task sleeps, in milliseconds (workload 3).
@@ -191,6 +193,7 @@ impl Params {
                 noop_large: 100_000,
                 apply_warmup: 20,
                 apply_samples: 200,
+                apply_busy_poll_us: 50,
                 sleep_tasks: 320,
                 sleep_ms: 20,
                 sleep_concurrency: 16,
@@ -222,6 +225,7 @@ impl Params {
                 noop_large: 1_000_000,
                 apply_warmup: 200,
                 apply_samples: 2_000,
+                apply_busy_poll_us: 50,
                 sleep_tasks: 2_000,
                 sleep_ms: 100,
                 sleep_concurrency: 16,

@@ -14,7 +14,7 @@ use anyhow::Context as _;
 use polyloop::Pool;
 use polyloop_benches::Params;
 use polyloop_benches::measure::{self, Progress, Samples};
-use polyloop_benches::raw::{self, EchoSeries, Peer, PeerMode, Placement};
+use polyloop_benches::raw::{self, EchoSeries, Peer, PeerMode, Placement, Wait};
 use polyloop_benches::reference;
 use polyloop_benches::report::Report;
 use serde_bytes::ByteBuf;
@@ -235,7 +235,7 @@ impl Args {
     }
 }
 
-const STEPS: usize = 12;
+const STEPS: usize = 13;
 
 /// One run of the suite: its sizes, the report it fills in, and its progress lines.
 #[derive(Debug)]
@@ -307,21 +307,33 @@ async fn on_thread<T: Send + 'static>(
     result?
 }
 
-/// The report's keys for the raw round trip's p50 and p99 with `placement`.
-fn rtt_keys(placement: Placement) -> [&'static str; 2] {
-    match placement {
-        Placement::Pinned => ["socketpair_rtt_pinned_p50_us", "socketpair_rtt_pinned_p99_us"],
-        Placement::Unpinned => ["socketpair_rtt_unpinned_p50_us", "socketpair_rtt_unpinned_p99_us"],
+/// The report's keys for the raw round trip's p50 and p99 with `placement`, where the measuring
+/// side waits for the echo as `wait` says.
+fn rtt_keys(wait: Wait, placement: Placement) -> [&'static str; 2] {
+    match (wait, placement) {
+        (Wait::Asleep, Placement::Pinned) => {
+            ["socketpair_rtt_pinned_p50_us", "socketpair_rtt_pinned_p99_us"]
+        }
+        (Wait::Asleep, Placement::Unpinned) => {
+            ["socketpair_rtt_unpinned_p50_us", "socketpair_rtt_unpinned_p99_us"]
+        }
+        (Wait::Polling, Placement::Pinned) => {
+            ["socketpair_rtt_polling_pinned_p50_us", "socketpair_rtt_polling_pinned_p99_us"]
+        }
+        (Wait::Polling, Placement::Unpinned) => {
+            ["socketpair_rtt_polling_unpinned_p50_us", "socketpair_rtt_polling_unpinned_p99_us"]
+        }
     }
 }
 
-/// Records the raw round trip `rtt` taken with `placement` and notes it.
-fn report_rtt(run: &mut Run, placement: Placement, rtt: &Samples) {
-    let [p50, p99] = rtt_keys(placement);
+/// Records the raw round trip `rtt` taken with `wait` and `placement` and notes it.
+fn report_rtt(run: &mut Run, wait: Wait, placement: Placement, rtt: &Samples) {
+    let [p50, p99] = rtt_keys(wait, placement);
     run.report.raw(p50, rtt.quantile_us(0.5));
     run.report.raw(p99, rtt.quantile_us(0.99));
     run.progress.note(&format!(
-        "raw round trip, {}: p50 {:.1} us, p99 {:.1} us",
+        "raw round trip, {}, {}: p50 {:.1} us, p99 {:.1} us",
+        wait.name(),
         placement.name(),
         rtt.quantile_us(0.5),
         rtt.quantile_us(0.99)
@@ -346,17 +358,17 @@ async fn raw_limits(run: &mut Run) {
         match echo {
             // Replaced by the figures interleaved with polyloop's apply when that workload runs.
             Ok((rtt, peer)) => {
-                report_rtt(run, placement, &rtt);
+                report_rtt(run, Wait::Asleep, placement, &rtt);
                 if placement == Placement::Pinned
                     && let Some(rss) = measure::rss_of(peer.pid())
                 {
                     run.report.raw("peer_rss_mib", rss.peak_mib);
                 }
                 if let Err(err) = on_thread(move || Ok(peer.finish()?)).await {
-                    run.report.error(&rtt_keys(placement), &err);
+                    run.report.error(&rtt_keys(Wait::Asleep, placement), &err);
                 }
             }
-            Err(err) => run.report.error(&rtt_keys(placement), &err),
+            Err(err) => run.report.error(&rtt_keys(Wait::Asleep, placement), &err),
         }
     }
     let first_byte = on_thread(|| {
@@ -409,10 +421,10 @@ async fn raw_limits(run: &mut Run) {
 }
 
 /// Awaits one workload within `limit`, so a hang fails the run instead of stalling it.
-async fn limited(
+async fn limited<T>(
     limit: Duration,
-    work: impl Future<Output = anyhow::Result<()>>,
-) -> anyhow::Result<()> {
+    work: impl Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
     match tokio::time::timeout(limit, work).await {
         Ok(result) => result,
         Err(_) => Err(anyhow::anyhow!("timed out after {} s", limit.as_secs())),
@@ -471,6 +483,13 @@ mod pool {
             run.report.reference("apply_p50_us", rtt.quantile_us(0.5));
             run.report.reference("apply_p99_us", rtt.quantile_us(0.99));
         }
+
+        run.progress.step(
+            "2. apply round trip, busy_poll on a current-thread runtime, beside the raw echo with \
+             the caller polling",
+        );
+        let outcome = apply_busy_poll_beside_raw(run).await;
+        run.check(&["apply_busy_poll_p50_us", "apply_busy_poll_p99_us"], outcome);
 
         run.progress
             .step("3. sleeping tasks at child concurrency 16, and many at high concurrency");
@@ -645,10 +664,85 @@ mod pool {
     /// busy. The raw figures replace the ones taken alone at the start.
     async fn apply_beside_raw(run: &mut Run, pool: &Pool) -> anyhow::Result<()> {
         let (warmup, samples) = (run.params.apply_warmup, run.params.apply_samples);
+        let echoes = echo_series(Wait::Asleep).await?;
+        let (rtt, echoes) = apply_interleaved(pool, echoes, warmup, samples).await?;
+        let (p50, p99) = (rtt.quantile_us(0.5), rtt.quantile_us(0.99));
+        run.report.polyloop("apply_p50_us", p50);
+        run.polyloop(
+            "apply_p99_us",
+            p99,
+            &format!("polyloop apply: p50 {p50:.1} us, p99 {p99:.1} us"),
+        );
+        for (placement, raw) in finish_echoes(echoes).await? {
+            report_rtt(run, Wait::Asleep, placement, &raw);
+        }
+        Ok(())
+    }
+
+    /// Workload 2 in the opt-in low-latency setup that the README documents: a pool built inside
+    /// a current-thread runtime with `drivers_on_current_runtime()` and `busy_poll`, so that the
+    /// caller and the drivers share one thread and the drivers poll for results before they
+    /// sleep. Its raw reference polls too, on the measuring side only: the workers do not poll,
+    /// so the peer sleeps in `read` as they do. The runtime runs on a thread of its own, which
+    /// is never pinned, and the blocks interleave as in [`apply_beside_raw`].
+    async fn apply_busy_poll_beside_raw(run: &mut Run) -> anyhow::Result<()> {
+        let (params, limit) = (run.params.clone(), run.limit());
+        let (rtt, raws) = on_thread(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            // Within the runtime, so that a hang drops (kills and reaps) the pool and the peers.
+            runtime.block_on(limited(limit, busy_poll_round_trips(params)))
+        })
+        .await?;
+        let (p50, p99) = (rtt.quantile_us(0.5), rtt.quantile_us(0.99));
+        run.report.polyloop("apply_busy_poll_p50_us", p50);
+        run.polyloop(
+            "apply_busy_poll_p99_us",
+            p99,
+            &format!("polyloop apply, busy_poll, current-thread: p50 {p50:.1} us, p99 {p99:.1} us"),
+        );
+        for (placement, raw) in raws {
+            report_rtt(run, Wait::Polling, placement, &raw);
+        }
+        Ok(())
+    }
+
+    /// [`apply_busy_poll_beside_raw`]'s measurement, on the current-thread runtime that builds
+    /// the pool: the apply round trips, then the polling echo's of each placement. The pool is
+    /// closed at the end, which reaps its workers.
+    async fn busy_poll_round_trips(
+        params: Params,
+    ) -> anyhow::Result<(Samples, Vec<(Placement, Samples)>)> {
+        let pool = builder(&params)
+            .drivers_on_current_runtime()
+            .busy_poll(Duration::from_micros(params.apply_busy_poll_us))
+            .build()
+            .await?;
+        let echoes = echo_series(Wait::Polling).await?;
+        let (warmup, samples) = (params.apply_warmup, params.apply_samples);
+        let (rtt, echoes) = apply_interleaved(&pool, echoes, warmup, samples).await?;
+        pool.close().await?;
+        Ok((rtt, finish_echoes(echoes).await?))
+    }
+
+    /// An echo series of each placement whose measuring side waits as `wait` says, each started
+    /// from a fresh thread: a peer inherits the CPUs of the thread that spawns it.
+    async fn echo_series(wait: Wait) -> anyhow::Result<Vec<EchoSeries>> {
         let mut echoes = Vec::with_capacity(Placement::ALL.len());
         for placement in Placement::ALL {
-            echoes.push(on_thread(move || Ok(EchoSeries::spawn(placement)?)).await?);
+            echoes.push(on_thread(move || Ok(EchoSeries::spawn(placement, wait)?)).await?);
         }
+        Ok(echoes)
+    }
+
+    /// `samples` round trips of `pool.apply(noop, i)` after `warmup` unrecorded ones, in blocks
+    /// of [`BLOCK`], each after a block of every series of `echoes` on a thread of its own (a
+    /// series places the thread it measures on). The series come back with their samples.
+    async fn apply_interleaved(
+        pool: &Pool,
+        mut echoes: Vec<EchoSeries>,
+        warmup: usize,
+        samples: usize,
+    ) -> anyhow::Result<(Samples, Vec<EchoSeries>)> {
         for i in 0..warmup {
             pool.apply(noop, i as u64).await?;
         }
@@ -676,19 +770,17 @@ mod pool {
             }
             done += k;
         }
-        let (p50, p99) = (rtt.quantile_us(0.5), rtt.quantile_us(0.99));
-        run.report.polyloop("apply_p50_us", p50);
-        run.polyloop(
-            "apply_p99_us",
-            p99,
-            &format!("polyloop apply: p50 {p50:.1} us, p99 {p99:.1} us"),
-        );
+        Ok((rtt, echoes))
+    }
+
+    /// Ends each series' peer, and reaps it; each placement's samples.
+    async fn finish_echoes(echoes: Vec<EchoSeries>) -> anyhow::Result<Vec<(Placement, Samples)>> {
+        let mut raws = Vec::with_capacity(echoes.len());
         for echo in echoes {
             let placement = echo.placement();
-            let raw = on_thread(move || Ok(echo.finish()?)).await?;
-            report_rtt(run, placement, &raw);
+            raws.push((placement, on_thread(move || Ok(echo.finish()?)).await?));
         }
-        Ok(())
+        Ok(raws)
     }
 
     async fn sleeps(run: &mut Run, many: bool) -> anyhow::Result<()> {

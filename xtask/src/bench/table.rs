@@ -152,6 +152,25 @@ const fn apply_row(
     }
 }
 
+/// A row of workload 2 in the opt-in low-latency setup (`busy_poll` drivers on a current-thread
+/// runtime), judged against `factor` times the faster of the raw echoes whose measuring side
+/// polls. Only polyloop runs it.
+const fn busy_poll_row(
+    key: &'static str,
+    label: fn(&Params) -> String,
+    raw_keys: &'static [&'static str; 2],
+    factor: f64,
+) -> RowSpec {
+    RowSpec {
+        target: Target::AtMostTimesFastestRaw {
+            factor,
+            names: &["polling pinned", "polling unpinned"],
+        },
+        aiomp: false,
+        ..apply_row(key, label, raw_keys, factor)
+    }
+}
+
 const ROWS: &[RowSpec] = &[
     noop_map_row("noop_map_small_fresh", |p| {
         format!("1. no-op map, {} u64 inputs, fresh pool", grouped(p.noop_small))
@@ -175,6 +194,24 @@ const ROWS: &[RowSpec] = &[
         "apply_p99_us",
         |_| "2. apply round trip, p99".to_owned(),
         &["socketpair_rtt_pinned_p99_us", "socketpair_rtt_unpinned_p99_us"],
+        2.0,
+    ),
+    busy_poll_row(
+        "apply_busy_poll_p50_us",
+        |p| {
+            format!(
+                "2. apply, busy_poll({} µs), current-thread runtime, p50 (raw: echo, caller \
+                 polling)",
+                grouped(p.apply_busy_poll_us)
+            )
+        },
+        &["socketpair_rtt_polling_pinned_p50_us", "socketpair_rtt_polling_unpinned_p50_us"],
+        1.2,
+    ),
+    busy_poll_row(
+        "apply_busy_poll_p99_us",
+        |_| "2. apply, busy_poll, current-thread runtime, p99".to_owned(),
+        &["socketpair_rtt_polling_pinned_p99_us", "socketpair_rtt_polling_unpinned_p99_us"],
         2.0,
     ),
     RowSpec {
@@ -658,6 +695,11 @@ impl<'a> Report<'a> {
              processes over a Unix socketpair (std and libc only), or the ideal time of the \
              workload. The round trip is taken pinned across two cores and unpinned, in blocks \
              interleaved with `apply`'s; the target compares with the smaller.\n\
+             - **2, busy_poll**: `apply` on a pool built inside a current-thread runtime with \
+             `drivers_on_current_runtime()` and `busy_poll`, so caller and drivers share a thread \
+             and the drivers poll for results before they sleep. Its raw echo polls too, with \
+             non-blocking `recv`s on the measuring side; the peer sleeps in `read`, as the \
+             workers do.\n\
              - **met**: the project's target for the figure. Ratios are taken within this \
              one run.\n\
              - **9 and 10, shared values** (Linux only): row 9's time is the median of 3 \
@@ -995,6 +1037,36 @@ mod tests {
             (">= 2x mp.Pool = 10.00 M/s".to_owned(), Some(false))
         );
         assert_eq!(judge(map, Some(1.1e7), &suite, Some(5e6)).1, Some(true));
+    }
+
+    #[test]
+    fn judges_busy_poll_against_the_fastest_polling_raw_figure() {
+        let mut suite = SuiteReport::new(Params::new(false));
+        let spec = row("apply_busy_poll_p50_us");
+        assert_eq!(judge(spec, Some(9.0), &suite, None), ("<= 1.2x raw".to_owned(), None));
+        // The raw echoes that sleep are not this row's reference, however fast they were.
+        suite.raw.insert("socketpair_rtt_unpinned_p50_us", 1.0);
+        suite.raw.insert("socketpair_rtt_polling_pinned_p50_us", 10.0);
+        assert_eq!(
+            judge(spec, Some(11.9), &suite, None),
+            ("<= 1.2x polling pinned = 12.0 µs".to_owned(), Some(true))
+        );
+        suite.raw.insert("socketpair_rtt_polling_unpinned_p50_us", 8.0);
+        assert_eq!(
+            judge(spec, Some(9.7), &suite, None),
+            ("<= 1.2x polling unpinned = 9.60 µs".to_owned(), Some(false))
+        );
+        assert_eq!(judge(spec, Some(9.5), &suite, None).1, Some(true));
+        // The tail may be twice the polling raw tail.
+        let tail = row("apply_busy_poll_p99_us");
+        suite.raw.insert("socketpair_rtt_polling_pinned_p99_us", 30.0);
+        suite.raw.insert("socketpair_rtt_polling_unpinned_p99_us", 40.0);
+        assert_eq!(judge(tail, Some(59.0), &suite, None).1, Some(true));
+        assert_eq!(judge(tail, Some(61.0), &suite, None).1, Some(false));
+        assert_eq!(
+            (spec.label)(&Params::new(true)),
+            "2. apply, busy_poll(50 µs), current-thread runtime, p50 (raw: echo, caller polling)"
+        );
     }
 
     #[test]
