@@ -49,6 +49,9 @@ struct Args {
 /// The misbehaving-peer cases of `fake_worker` that pass the handshake.
 const BAD_PEERS: [&str; 6] = ["garbage", "oversized", "bad-slot", "stale", "trailing", "mute"];
 
+/// The arguments `parse_args` takes.
+const USAGE: &str = "[--quick] [--tasks N] [--processes N] [--kill-every-ms N] [--stop-one-in N]";
+
 fn parse_args() -> anyhow::Result<Args> {
     let mut args = Args {
         tasks: 200_000,
@@ -72,10 +75,11 @@ fn parse_args() -> anyhow::Result<Args> {
                     Duration::from_millis(it.next().context("--kill-every-ms N")?.parse()?)
             }
             "--stop-one-in" => args.stop_one_in = it.next().context("--stop-one-in N")?.parse()?,
-            other => bail!(
-                "unknown argument {other}; expected --quick, --tasks N, --processes N, \
-                 --kill-every-ms N, --stop-one-in N"
-            ),
+            "-h" | "--help" => {
+                println!("usage: cargo xtask chaos {USAGE}");
+                std::process::exit(0);
+            }
+            other => bail!("unknown argument {other}; usage: cargo xtask chaos {USAGE}"),
         }
     }
     Ok(args)
