@@ -16,9 +16,9 @@ use polyloop::{Pool, TaskError, TaskSpec};
 
 /// One task of the mix, chosen by `i`: 1% panic, 10% burn ~200 us of CPU, 0.1% block their
 /// thread for 20 ms (a worker busy so must still beat), the rest sleep a little (up to 3 ms), so
-/// that faults catch tasks in every state. Returns `i`.
+/// that faults catch tasks in every state. Returns `i` and which attempt it was.
 #[polyloop::task]
-async fn chaos_task(i: u64) -> u64 {
+async fn chaos_task(i: u64) -> (u64, u32) {
     match i % 100 {
         0 => panic!("chaos panic {i}"),
         50 if i % 1000 == 50 => std::thread::sleep(Duration::from_millis(20)),
@@ -32,7 +32,13 @@ async fn chaos_task(i: u64) -> u64 {
         }
         _ => tokio::time::sleep(Duration::from_micros(i % 3_000)).await,
     }
-    i
+    (i, polyloop::attempt())
+}
+
+/// The task the misbehaving peers say they run: they answer as if it doubled its input.
+#[polyloop::task]
+async fn peer_task(i: u64) -> u64 {
+    2 * i
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -48,6 +54,9 @@ struct Args {
 
 /// The misbehaving-peer cases of `fake_worker` that pass the handshake.
 const BAD_PEERS: [&str; 6] = ["garbage", "oversized", "bad-slot", "stale", "trailing", "mute"];
+
+/// How many times the pool runs a task again after its worker was lost.
+const RETRIES: u32 = 2;
 
 /// The arguments `parse_args` takes.
 const USAGE: &str = "[--quick] [--tasks N] [--processes N] [--kill-every-ms N] [--stop-one-in N]";
@@ -150,11 +159,11 @@ async fn bad_peers(args: &Args, done: Arc<AtomicBool>) -> anyhow::Result<BadPeer
             .processes(1)
             .heartbeat_timeout(Some(args.heartbeat))
             .worker_program(&program)
-            .worker_args([*case, chaos_task::NAME, &chaos_task::fingerprint().to_string()])
+            .worker_args([*case, peer_task::NAME, &peer_task::fingerprint().to_string()])
             .build()
             .await?;
         tally.pids.extend(pool.stats().workers.iter().map(|w| w.pid));
-        let mut stream = pool.map_unordered(chaos_task, [0u64; 4]);
+        let mut stream = pool.map_unordered(peer_task, [0u64; 4]);
         let run = async {
             let mut seen = 0;
             while let Some(result) = stream.next().await {
@@ -187,7 +196,7 @@ async fn main() -> anyhow::Result<()> {
         Pool::builder()
             .processes(args.processes)
             .child_concurrency(64)
-            .retries(2)
+            .retries(RETRIES)
             .heartbeat_timeout(Some(args.heartbeat))
             .build()
             .await?,
@@ -243,6 +252,8 @@ async fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     let mut stream = pool.map_unordered(chaos_task, 0..args.tasks);
     let mut succeeded = 0u64;
+    // Succeeded on a later attempt than the first: each was retried, at most `RETRIES` times.
+    let mut ran_again = 0u64;
     let mut wrong = 0u64;
     let mut failed: BTreeMap<&'static str, u64> = BTreeMap::new();
     // Each task returns its input: a value out of range or seen twice is a wrong value.
@@ -250,10 +261,11 @@ async fn main() -> anyhow::Result<()> {
     let run = async {
         while let Some(result) = stream.next().await {
             match result {
-                Ok(i) => match seen.get_mut(i as usize) {
-                    Some(slot) if !*slot => {
+                Ok((i, attempt)) => match seen.get_mut(i as usize) {
+                    Some(slot) if !*slot && (1..=RETRIES + 1).contains(&attempt) => {
                         *slot = true;
                         succeeded += 1;
+                        ran_again += u64::from(attempt > 1);
                     }
                     _ => wrong += 1,
                 },
@@ -300,6 +312,7 @@ async fn main() -> anyhow::Result<()> {
         println!("| failed: {kind} | {n} |");
     }
     println!("| retried (re-run after a kill) | {retried} |");
+    println!("| succeeded on a later attempt (`polyloop::attempt() > 1`) | {ran_again} |");
     println!(
         "| workers killed / stopped / restarted | {} / {} / {restarts} |",
         kills.load(Ordering::Relaxed),
@@ -322,6 +335,11 @@ async fn main() -> anyhow::Result<()> {
             "chaos run failed: lost {lost}, hung {hung}, wrong {wrong}, orphans {orphans}, fds \
              {fds_before} -> {fds_after}"
         );
+    }
+    // A task that ran again knows it; and retries of hundreds of tasks cannot all have been the
+    // 1% that panic.
+    if ran_again > retried || (retried > 100 && ran_again == 0) {
+        bail!("chaos run failed: {ran_again} tasks say they ran again, {retried} were retried");
     }
     Ok(())
 }
