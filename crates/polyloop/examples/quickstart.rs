@@ -46,6 +46,8 @@ async fn main() -> anyhow::Result<()> {
 
     let sum = pool.apply(add, (40, 2)).await?;
     println!("apply: add(40, 2) = {sum}");
+    // Called like its function, a task runs here, in this process (in a unit test, say).
+    assert_eq!(add(40, 2).await, sum);
 
     let started = Instant::now();
     let hashes = pool.map(hash_rounds, (0..64u64).map(|seed| (seed, 2_000_000))).await?;
