@@ -313,30 +313,28 @@ impl Peer {
         &self.stream
     }
 
-    /// `warmup` unrecorded then `samples` recorded round trips of [`ECHO_BYTES`] to an echo peer.
+    /// `warmup` unrecorded then `samples` recorded round trips of [`ECHO_BYTES`] to an echo peer,
+    /// this side sleeping in `read` for each echo ([`Wait::Asleep`]).
     pub fn round_trips(&mut self, warmup: usize, samples: usize) -> io::Result<Samples> {
-        let mut out = Samples::with_capacity(samples);
-        let mut msg = [7u8; ECHO_BYTES];
-        for i in 0..warmup + samples {
-            let started = Instant::now();
-            self.stream.write_all(&msg)?;
-            self.stream.read_exact(&mut msg)?;
-            if i >= warmup {
-                out.push(started.elapsed());
-            }
-        }
-        Ok(out)
+        self.round_trips_waiting(Wait::Asleep, warmup, samples)
     }
 
-    /// As [`round_trips`](Self::round_trips), but this side polls for each echo with
-    /// non-blocking `recv`s instead of sleeping in `read` ([`Wait::Polling`]).
-    pub fn round_trips_polling(&mut self, warmup: usize, samples: usize) -> io::Result<Samples> {
+    /// As [`round_trips`](Self::round_trips), but this side waits for each echo as `wait` says.
+    pub fn round_trips_waiting(
+        &mut self,
+        wait: Wait,
+        warmup: usize,
+        samples: usize,
+    ) -> io::Result<Samples> {
         let mut out = Samples::with_capacity(samples);
         let mut msg = [7u8; ECHO_BYTES];
         for i in 0..warmup + samples {
             let started = Instant::now();
             self.stream.write_all(&msg)?;
-            self.poll_exact(&mut msg)?;
+            match wait {
+                Wait::Asleep => self.stream.read_exact(&mut msg)?,
+                Wait::Polling => self.poll_exact(&mut msg)?,
+            }
             if i >= warmup {
                 out.push(started.elapsed());
             }
@@ -425,10 +423,7 @@ impl EchoSeries {
     /// Measures `samples` more round trips. Call it on a thread of its own, which it places.
     pub fn block(&mut self, samples: usize) -> io::Result<()> {
         self.placement.place_measuring_thread()?;
-        let block = match self.wait {
-            Wait::Asleep => self.peer.round_trips(Self::BLOCK_WARMUP, samples)?,
-            Wait::Polling => self.peer.round_trips_polling(Self::BLOCK_WARMUP, samples)?,
-        };
+        let block = self.peer.round_trips_waiting(self.wait, Self::BLOCK_WARMUP, samples)?;
         self.samples.extend(block);
         Ok(())
     }

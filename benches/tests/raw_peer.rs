@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use polyloop_benches::raw::{ECHO_BYTES, Peer, PeerMode, Placement};
+use polyloop_benches::raw::{ECHO_BYTES, Peer, PeerMode, Placement, Wait};
 
 fn suite() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_suite"))
@@ -42,7 +42,7 @@ fn echo_peer_answers_every_round_trip_and_exits_cleanly() {
 fn a_polling_caller_gets_every_echo_back_in_step() {
     let mut peer = Peer::spawn_program(suite(), PeerMode::Echo, None, Placement::Unpinned)
         .expect("spawn the peer");
-    let samples = peer.round_trips_polling(3, 20).expect("polling round trips");
+    let samples = peer.round_trips_waiting(Wait::Polling, 3, 20).expect("polling round trips");
     assert_eq!(samples.len(), 20);
     // Each echo was read whole: a blocking round trip after the polling ones still lines up.
     assert_eq!(peer.round_trips(0, 5).expect("blocking round trips").len(), 5);
@@ -56,7 +56,7 @@ fn a_polling_caller_fails_instead_of_spinning_when_the_peer_dies() {
         .expect("spawn the peer");
     // SAFETY: kill with the pid of our own child and a valid signal.
     assert_eq!(unsafe { libc::kill(peer.pid() as i32, libc::SIGKILL) }, 0);
-    assert!(peer.round_trips_polling(0, 10).is_err());
+    assert!(peer.round_trips_waiting(Wait::Polling, 0, 10).is_err());
     // Dropped here: killed already, and reaped.
 }
 
